@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * edu_dma.h - userspace API of the edu-dma driver (QEMU "edu" PCI device, 1234:11e8).
+ *
+ * This header is the source of truth for the uapi. The Rust definitions in src/uapi.rs (shared by
+ * the module and the userspace library) are checked against it by `make check-uapi`.
+ *
+ * Every device has a node /dev/edu-dma<N>. All structures are made of naturally aligned fixed-size
+ * fields with no implicit padding; their size is encoded in the ioctl number, and reserved fields
+ * and unknown flags must be zero (EINVAL otherwise), so the API can grow without breaking.
+ *
+ * Errors common to every ioctl: ENOTTY (unknown ioctl), EFAULT (bad argument pointer), EINVAL
+ * (unknown flags, non-zero reserved fields, bad ranges), ENODEV (device unbound or unplugged),
+ * EINTR (a signal ended the wait), ETIMEDOUT (the device did not complete in time).
+ */
+#ifndef _UAPI_LINUX_EDU_DMA_H
+#define _UAPI_LINUX_EDU_DMA_H
+
+#include <linux/ioctl.h>
+#include <linux/types.h>
+
+#define EDU_DMA_IOC_MAGIC	0xED
+
+/* The device-side DMA window: 4096 bytes; one command moves 1..=4096 bytes. */
+#define EDU_DMA_WINDOW_SIZE	4096
+
+/* edu_dma_info.irq_mode */
+#define EDU_DMA_IRQ_INTX	1
+#define EDU_DMA_IRQ_MSI		2
+
+/* EDU_DMA_IOC_INFO: identity and counters of the device behind the file. */
+struct edu_dma_info {
+	__u32 ident;		/* identification register, 0xRRrr00ed */
+	__u32 version_major;	/* RR */
+	__u32 version_minor;	/* rr */
+	__u32 instance;		/* N of /dev/edu-dma<N> */
+	__u32 dma_mask_bits;	/* DMA mask the driver set (28 unless raised) */
+	__u32 irq_mode;		/* EDU_DMA_IRQ_* */
+	__u32 pci_domain;
+	__u32 pci_bus;
+	__u32 pci_slot;
+	__u32 pci_func;
+	__u32 window_size;	/* EDU_DMA_WINDOW_SIZE */
+	__u32 reserved0;
+	__u64 irq_count;	/* interrupts handled */
+	__u64 dma_count;	/* DMA commands completed */
+	__u64 dma_bytes;	/* bytes moved by those commands */
+	__u64 fact_count;	/* factorials computed */
+	__u64 timeout_count;	/* commands that timed out */
+	__u64 reserved[3];
+};
+
+/* EDU_DMA_IOC_FACTORIAL: n! computed by the device, completed by its interrupt. n > 12: EOVERFLOW. */
+struct edu_dma_factorial {
+	__u32 n;		/* in */
+	__u32 flags;		/* in: 0 */
+	__u64 result;		/* out */
+};
+
+/* Buffer kinds (edu_dma_buf_alloc.kind). */
+#define EDU_DMA_BUF_COHERENT	1	/* dma_alloc_coherent memory; mmap is VM_PFNMAP */
+#define EDU_DMA_BUF_STREAMING	2	/* ordinary pages mapped with the streaming DMA API */
+
+/*
+ * EDU_DMA_IOC_BUF_ALLOC: a buffer owned by the file. size: 1 .. buf_max bytes (rounded up to
+ * pages). Returns a handle (per file, never 0) and the mmap offset of the buffer's first byte.
+ * ENOMEM: no memory under the DMA mask, or the device's buffer cap (module parameter) is reached.
+ */
+struct edu_dma_buf_alloc {
+	__u64 size;		/* in */
+	__u32 kind;		/* in: EDU_DMA_BUF_* */
+	__u32 flags;		/* in: 0 */
+	__u32 handle;		/* out */
+	__u32 reserved;		/* in: 0 */
+	__u64 mmap_offset;	/* out: pass to mmap(); page offsets within the buffer may be added */
+};
+
+/* EDU_DMA_IOC_BUF_FREE: drops the handle; the memory lives on while mappings of it exist. */
+struct edu_dma_buf_free {
+	__u32 handle;
+	__u32 flags;		/* 0 */
+};
+
+/* edu_dma_buf_sync.flags: exactly one of these. */
+#define EDU_DMA_SYNC_FOR_DEVICE	1	/* CPU writes done; hand the range to the device */
+#define EDU_DMA_SYNC_FOR_CPU	2	/* device writes done; hand the range back to the CPU */
+
+/* EDU_DMA_IOC_BUF_SYNC: ownership of a streaming buffer range; a no-op for coherent buffers. */
+struct edu_dma_buf_sync {
+	__u32 handle;
+	__u32 flags;
+	__u64 offset;
+	__u64 len;
+};
+
+/* Transfer directions (flags of edu_dma_xfer and edu_dma_user_xfer): exactly one of these. */
+#define EDU_DMA_TO_DEVICE	1	/* RAM -> device window */
+#define EDU_DMA_FROM_DEVICE	2	/* device window -> RAM */
+
+/*
+ * EDU_DMA_IOC_XFER: moves count bytes (1..=4096) between buffer offset buf_offset and window offset
+ * win_offset. win_offset + count <= 4096, buf_offset + count <= buffer size. timeout_ms 0: the
+ * module's default. Streaming buffers: sync for the device before, for the CPU after.
+ */
+struct edu_dma_xfer {
+	__u32 handle;
+	__u32 flags;
+	__u64 buf_offset;
+	__u32 win_offset;
+	__u32 count;
+	__u32 timeout_ms;
+	__u32 reserved;
+};
+
+/*
+ * EDU_DMA_IOC_USER_XFER: zero-copy transfer between user memory [addr, addr + len) and the window
+ * at win_offset (len 1..=4096, win_offset + len <= 4096). The pages are pinned and mapped with a
+ * scatter-gather table for the transfer only. EFAULT: unmapped, read-only (FROM_DEVICE) or
+ * VM_PFNMAP memory (e.g. a coherent buffer's mapping).
+ */
+struct edu_dma_user_xfer {
+	__u64 addr;
+	__u32 len;
+	__u32 win_offset;
+	__u32 flags;
+	__u32 timeout_ms;
+};
+
+/* edu_dma_copy.flags */
+#define EDU_DMA_COPY_SRC_BUF	1	/* src is an offset into buffer src_handle */
+#define EDU_DMA_COPY_DST_BUF	2	/* dst is an offset into buffer dst_handle */
+
+/*
+ * EDU_DMA_IOC_COPY: copies len bytes (1 .. 2^32) from src to dst through the device, RAM -> window
+ * -> RAM, 4096 bytes at a time: the driver's DMA copy engine. Plain src/dst are user addresses,
+ * pinned in bounded windows (module parameter pin_window). On a signal or error it stops between
+ * chunks; done tells how many bytes were copied. timeout_ms applies to each command.
+ */
+struct edu_dma_copy {
+	__u64 src;
+	__u64 dst;
+	__u64 len;
+	__u64 done;		/* out */
+	__u32 flags;
+	__u32 timeout_ms;
+	__u32 src_handle;
+	__u32 dst_handle;
+};
+
+/* EDU_DMA_IOC_FAULT (CAP_SYS_ADMIN): fault injection. drop_irqs: the next N DMA commands raise no
+ * completion interrupt, so their waits time out. */
+struct edu_dma_fault {
+	__u32 drop_irqs;
+	__u32 flags;		/* 0 */
+};
+
+#define EDU_DMA_IOC_INFO	_IOR(EDU_DMA_IOC_MAGIC, 0x00, struct edu_dma_info)
+#define EDU_DMA_IOC_FACTORIAL	_IOWR(EDU_DMA_IOC_MAGIC, 0x01, struct edu_dma_factorial)
+#define EDU_DMA_IOC_BUF_ALLOC	_IOWR(EDU_DMA_IOC_MAGIC, 0x10, struct edu_dma_buf_alloc)
+#define EDU_DMA_IOC_BUF_FREE	_IOW(EDU_DMA_IOC_MAGIC, 0x11, struct edu_dma_buf_free)
+#define EDU_DMA_IOC_BUF_SYNC	_IOW(EDU_DMA_IOC_MAGIC, 0x12, struct edu_dma_buf_sync)
+#define EDU_DMA_IOC_XFER	_IOW(EDU_DMA_IOC_MAGIC, 0x20, struct edu_dma_xfer)
+#define EDU_DMA_IOC_USER_XFER	_IOW(EDU_DMA_IOC_MAGIC, 0x21, struct edu_dma_user_xfer)
+#define EDU_DMA_IOC_COPY	_IOWR(EDU_DMA_IOC_MAGIC, 0x22, struct edu_dma_copy)
+#define EDU_DMA_IOC_FAULT	_IOW(EDU_DMA_IOC_MAGIC, 0x30, struct edu_dma_fault)
+
+#endif /* _UAPI_LINUX_EDU_DMA_H */

@@ -1,0 +1,36 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * C shim for edu_dma.ko: kernel APIs that exist only as static inlines (or macros) and have no
+ * rust/helpers wrapper in Linux 7.2, so Rust cannot reach them through `kernel::bindings`.
+ * Each function is a one-line forwarder; src/raw.rs declares them and is their only user.
+ */
+#include <linux/dma-mapping.h>
+#include <linux/pci.h>
+#include <linux/uio.h>
+
+int edu_dma_mapping_error(struct device *dev, dma_addr_t addr)
+{
+	return dma_mapping_error(dev, addr);
+}
+
+void edu_dma_sync_single_for_cpu(struct device *dev, dma_addr_t addr, size_t size,
+				 enum dma_data_direction dir)
+{
+	dma_sync_single_for_cpu(dev, addr, size, dir);
+}
+
+void edu_dma_sync_single_for_device(struct device *dev, dma_addr_t addr, size_t size,
+				    enum dma_data_direction dir)
+{
+	dma_sync_single_for_device(dev, addr, size, dir);
+}
+
+bool edu_iov_iter_extract_will_pin(const struct iov_iter *iter)
+{
+	return iov_iter_extract_will_pin(iter);
+}
+
+int edu_pci_domain_nr(struct pci_dev *pdev)
+{
+	return pci_domain_nr(pdev->bus);
+}

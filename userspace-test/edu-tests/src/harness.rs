@@ -1,0 +1,308 @@
+//! Test registry and the small helpers every group uses.
+
+use std::fmt::Display;
+use std::io;
+use std::ptr::NonNull;
+
+use edu_dma::Device;
+
+/// What every test returns: `Err(reason)` fails it.
+pub type TestResult = Result<(), String>;
+
+/// A named test.
+pub struct Test {
+    pub name: String,
+    pub f: Box<dyn Fn() -> TestResult>,
+}
+
+/// Registers a test.
+pub fn test(name: impl Into<String>, f: impl Fn() -> TestResult + 'static) -> Test {
+    Test {
+        name: name.into(),
+        f: Box::new(f),
+    }
+}
+
+/// Symbolic name of an errno (for messages).
+pub fn errno_name(n: i32) -> String {
+    let name = match n {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::EINTR => "EINTR",
+        libc::EIO => "EIO",
+        libc::EBADF => "EBADF",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EBUSY => "EBUSY",
+        libc::ENODEV => "ENODEV",
+        libc::EINVAL => "EINVAL",
+        libc::ENOTTY => "ENOTTY",
+        libc::ENOSPC => "ENOSPC",
+        libc::ENOSYS => "ENOSYS",
+        libc::EOVERFLOW => "EOVERFLOW",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        512 => "ERESTARTSYS(kernel-internal, leaked)",
+        _ => "",
+    };
+    format!("{name}({n})")
+}
+
+fn describe(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => errno_name(n),
+        None => e.to_string(),
+    }
+}
+
+/// Fails unless `r` is an error with exactly `errno`.
+pub fn expect_errno<T>(r: io::Result<T>, errno: i32, what: &str) -> TestResult {
+    expect_errno_any(r, &[errno], what)
+}
+
+/// Fails unless `r` is an error with one of `errnos`.
+pub fn expect_errno_any<T>(r: io::Result<T>, errnos: &[i32], what: &str) -> TestResult {
+    let want = errnos
+        .iter()
+        .map(|&n| errno_name(n))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    match r {
+        Ok(_) => Err(format!("{what}: succeeded, expected {want}")),
+        Err(e) => match e.raw_os_error() {
+            Some(n) if errnos.contains(&n) => Ok(()),
+            _ => Err(format!("{what}: got {}, expected {want}", describe(&e))),
+        },
+    }
+}
+
+/// `io::Result` -> `Result<_, String>` with context.
+pub trait Ctx<T> {
+    fn ctx(self, what: impl Display) -> Result<T, String>;
+}
+
+impl<T> Ctx<T> for io::Result<T> {
+    fn ctx(self, what: impl Display) -> Result<T, String> {
+        self.map_err(|e| format!("{what}: {}", describe(&e)))
+    }
+}
+
+/// Fails with `msg` unless `cond`.
+pub fn ensure(cond: bool, msg: impl FnOnce() -> String) -> TestResult {
+    if cond {
+        Ok(())
+    } else {
+        Err(msg())
+    }
+}
+
+/// Fails unless `got == want`.
+pub fn ensure_eq<T: PartialEq + std::fmt::Debug>(got: T, want: T, what: &str) -> TestResult {
+    ensure(got == want, || format!("{what}: got {got:?}, expected {want:?}"))
+}
+
+/// Prints a diagnostic line.
+pub fn diag(msg: impl Display) {
+    println!("# {msg}");
+}
+
+/// Skips (the rest of) a test: prints `# skip <reason>` and passes.
+pub fn skip(reason: impl Display) -> TestResult {
+    println!("# skip {reason}");
+    Ok(())
+}
+
+/// Byte `i` of the pattern seeded by `seed` (splitmix-like; no short period).
+pub fn pattern_byte(seed: u64, i: u64) -> u8 {
+    let mut z = seed
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .wrapping_add(i.wrapping_mul(0xbf58_476d_1ce4_e5b9));
+    z = (z ^ (z >> 30)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) as u8
+}
+
+/// Fills `buf` with the pattern of `seed`.
+pub fn fill_pattern(buf: &mut [u8], seed: u64) {
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = pattern_byte(seed, i as u64);
+    }
+}
+
+/// The pattern of `seed`, `len` bytes.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut v = vec![0; len];
+    fill_pattern(&mut v, seed);
+    v
+}
+
+/// Fails at the first byte of `buf` that differs from the pattern of `seed`.
+pub fn check_pattern(buf: &[u8], seed: u64, what: &str) -> TestResult {
+    match (0..buf.len()).find(|&i| buf[i] != pattern_byte(seed, i as u64)) {
+        None => Ok(()),
+        Some(i) => {
+            let bad = buf.iter().enumerate().filter(|&(j, &b)| b != pattern_byte(seed, j as u64));
+            Err(format!(
+                "{what}: byte {i} of {} is {:#04x}, expected {:#04x} ({} bytes differ)",
+                buf.len(),
+                buf[i],
+                pattern_byte(seed, i as u64),
+                bad.count()
+            ))
+        }
+    }
+}
+
+/// Fails at the first byte of `buf` that is not `val`.
+pub fn check_fill(buf: &[u8], val: u8, what: &str) -> TestResult {
+    match buf.iter().position(|&b| b != val) {
+        None => Ok(()),
+        Some(i) => Err(format!(
+            "{what}: byte {i} of {} is {:#04x}, expected {val:#04x}",
+            buf.len(),
+            buf[i]
+        )),
+    }
+}
+
+/// Fails at the first differing byte.
+pub fn check_same(got: &[u8], want: &[u8], what: &str) -> TestResult {
+    ensure_eq(got.len(), want.len(), &format!("{what}: length"))?;
+    match got.iter().zip(want).position(|(a, b)| a != b) {
+        None => Ok(()),
+        Some(i) => Err(format!(
+            "{what}: byte {i} of {} is {:#04x}, expected {:#04x}",
+            got.len(),
+            got[i],
+            want[i]
+        )),
+    }
+}
+
+/// Guard byte value and size around destinations.
+pub const GUARD: u8 = 0xA5;
+pub const GUARD_LEN: usize = 64;
+
+/// Opens `/dev/edu-dma<n>`.
+pub fn open(n: u32) -> Result<Device, String> {
+    Device::open_instance(n).ctx(format!("open {}", Device::instance_path(n).display()))
+}
+
+/// The page size.
+pub fn page() -> usize {
+    edu_dma::page_size()
+}
+
+/// An anonymous private mapping (or any other mmap), unmapped on drop.
+pub struct Anon {
+    pub ptr: NonNull<u8>,
+    pub len: usize,
+}
+
+impl Anon {
+    /// Anonymous `MAP_PRIVATE` read-write memory, `len` bytes.
+    pub fn new(len: usize) -> io::Result<Anon> {
+        Anon::with(len, libc::PROT_READ | libc::PROT_WRITE, 0)
+    }
+
+    /// Anonymous `MAP_PRIVATE` memory with `prot` and extra `flags`.
+    pub fn with(len: usize, prot: i32, flags: i32) -> io::Result<Anon> {
+        // SAFETY: a fresh mapping at a kernel-chosen address aliases nothing.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | flags,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned 0"))?;
+        Ok(Anon { ptr, len })
+    }
+
+    /// A `MAP_SHARED` mapping of `fd`.
+    pub fn shared_file(fd: i32, len: usize) -> io::Result<Anon> {
+        // SAFETY: as above.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned 0"))?;
+        Ok(Anon { ptr, len })
+    }
+
+    pub fn addr(&self) -> u64 {
+        self.ptr.as_ptr() as u64
+    }
+
+    /// The bytes (the mapping must be readable).
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: owned mapping of `len` bytes.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The bytes, writable (the mapping must be writable).
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: owned mapping of `len` bytes, exclusively borrowed.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Anon {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+/// An address that is certainly not mapped (a page mapped then unmapped).
+pub fn unmapped_addr() -> Result<u64, String> {
+    let a = Anon::new(page()).ctx("mmap")?;
+    let addr = a.addr();
+    drop(a);
+    Ok(addr)
+}
+
+/// Runs `child` in a forked process and returns its exit status (0 = success). The child
+/// must stick to async-signal-safe work (raw memory access); it leaves with `_exit`.
+pub fn in_child(child: impl FnOnce() -> i32) -> Result<ChildStatus, String> {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::unistd::{fork, ForkResult};
+    // SAFETY: the child only runs `child` (raw memory access) and `_exit`s.
+    match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
+        ForkResult::Child => {
+            let code = child();
+            // SAFETY: leaving the child without running the parent's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => Ok(ChildStatus::Exited(code)),
+            Ok(WaitStatus::Signaled(_, sig, _)) => Ok(ChildStatus::Signaled(sig as i32)),
+            Ok(other) => Err(format!("waitpid: unexpected {other:?}")),
+            Err(e) => Err(format!("waitpid: {e}")),
+        },
+    }
+}
+
+/// How a forked child ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ChildStatus {
+    Exited(i32),
+    Signaled(i32),
+}

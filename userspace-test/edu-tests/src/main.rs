@@ -1,0 +1,182 @@
+//! `edu-tests`: the in-VM test runner of the edu-dma driver.
+//!
+//! Runs as root with the module loaded and two edu devices present. Output, one line each:
+//! `ok <name>`, `not ok <name> - <reason>`, `# <diagnostic>`; last `# <P> passed, <F> failed`.
+//! Exit status 0 iff no test failed.
+//!
+//! Usage: `edu-tests [--filter SUBSTR] [--list] [--group core|buf|timeouts|user|unbind|all]`
+//! (`all`, the default, is every group but `unbind`, which must be asked for by name).
+
+mod buf;
+mod core;
+mod harness;
+mod timeouts;
+mod unbind;
+mod user;
+
+use std::any::Any;
+use std::io::Write;
+use std::panic::{self, AssertUnwindSafe};
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use harness::Test;
+
+/// Groups in run order.
+const GROUPS: &[(&str, fn() -> Vec<Test>)] = &[
+    ("core", core::tests),
+    ("buf", buf::tests),
+    ("timeouts", timeouts::tests),
+    ("user", user::tests),
+    ("unbind", unbind::tests),
+];
+
+struct Args {
+    filter: Option<String>,
+    list: bool,
+    groups: Vec<String>,
+}
+
+fn usage() -> String {
+    "usage: edu-tests [--filter SUBSTR] [--list] [--group core|buf|timeouts|user|unbind|all]...\n\
+     --group may be repeated; default all (every group but unbind)"
+        .to_string()
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        filter: None,
+        list: false,
+        groups: Vec::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let (key, inline) = match a.split_once('=') {
+            Some((k, v)) if k.starts_with("--") => (k.to_string(), Some(v.to_string())),
+            _ => (a.clone(), None),
+        };
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or_else(|| format!("{name} needs a value\n{}", usage()))
+        };
+        match key.as_str() {
+            "--filter" => args.filter = Some(value("--filter")?),
+            "--group" => {
+                let g = value("--group")?;
+                if g != "all" && !GROUPS.iter().any(|(n, _)| *n == g) {
+                    return Err(format!("unknown group {g:?}\n{}", usage()));
+                }
+                args.groups.push(g);
+            }
+            "--list" => args.list = true,
+            "-h" | "--help" => {
+                println!("{}", usage());
+                std::process::exit(0);
+            }
+            _ => return Err(format!("unknown argument {a:?}\n{}", usage())),
+        }
+    }
+    if args.groups.is_empty() {
+        args.groups.push("all".to_string());
+    }
+    Ok(args)
+}
+
+fn selected(args: &Args) -> Vec<Test> {
+    let mut out = Vec::new();
+    for (group, make) in GROUPS {
+        let wanted = args
+            .groups
+            .iter()
+            .any(|g| g == group || (g == "all" && *group != "unbind"));
+        if !wanted {
+            continue;
+        }
+        for mut t in make() {
+            t.name = format!("{group}.{}", t.name);
+            if args.filter.as_ref().is_none_or(|f| t.name.contains(f.as_str())) {
+                out.push(t);
+            }
+        }
+    }
+    out
+}
+
+/// Where the panic hook leaves the location of the last panic.
+static PANIC_AT: Mutex<Option<String>> = Mutex::new(None);
+
+fn panic_reason(payload: &(dyn Any + Send)) -> String {
+    let msg = if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    };
+    let at = PANIC_AT.lock().map(|mut g| g.take()).unwrap_or(None);
+    match at {
+        Some(at) => format!("panicked at {at}: {msg}"),
+        None => format!("panicked: {msg}"),
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.trim().replace('\n', " | ")
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("edu-tests: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let tests = selected(&args);
+    if args.list {
+        for t in &tests {
+            println!("{}", t.name);
+        }
+        return ExitCode::SUCCESS;
+    }
+    panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_else(|| "?".to_string());
+        if let Ok(mut g) = PANIC_AT.lock() {
+            *g = Some(at);
+        }
+    }));
+    println!("# edu-tests: {} test(s)", tests.len());
+    let (mut passed, mut failed) = (0u32, 0u32);
+    for t in &tests {
+        let start = Instant::now();
+        let r = panic::catch_unwind(AssertUnwindSafe(|| (t.f)()))
+            .unwrap_or_else(|p| Err(panic_reason(p.as_ref())));
+        let secs = start.elapsed().as_secs_f64();
+        if secs >= 2.0 {
+            println!("# {} took {secs:.1} s", t.name);
+        }
+        match r {
+            Ok(()) => {
+                passed += 1;
+                println!("ok {}", t.name);
+            }
+            Err(reason) => {
+                failed += 1;
+                println!("not ok {} - {}", t.name, one_line(&reason));
+            }
+        }
+        let _ = std::io::stdout().flush();
+    }
+    println!("# {passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,314 @@
+//! `edudma`: command-line tool for the edu-dma driver.
+
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use edu_dma::{describe_error, uapi, BufKind, Device, Dir, SyncDir};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Parser)]
+#[command(name = "edudma", version, about = "Drive the edu-dma device from userspace")]
+struct Cli {
+    /// Device node.
+    #[arg(long, global = true, default_value = "/dev/edu-dma0")]
+    dev: PathBuf,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Identity and counters of the device.
+    Info {
+        /// Every /dev/edu-dma* device.
+        #[arg(long)]
+        all: bool,
+    },
+    /// n! computed by the device.
+    Factorial {
+        /// 0..=12.
+        n: u32,
+    },
+    /// Round trip through a driver buffer: buffer -> window -> second buffer.
+    Buf {
+        #[arg(long, value_enum, default_value_t = Kind::Coherent)]
+        kind: Kind,
+        /// Bytes (K/M suffixes accepted).
+        #[arg(long, default_value = "4096", value_parser = parse_size)]
+        size: u64,
+    },
+    /// User memory -> user memory through the device's copy engine.
+    Copy {
+        /// Bytes (K/M suffixes accepted).
+        #[arg(long, default_value = "1M", value_parser = parse_size)]
+        size: u64,
+        /// Bytes per COPY ioctl (K/M suffixes accepted).
+        #[arg(long, default_value = "64K", value_parser = parse_size)]
+        chunk: u64,
+    },
+    /// Fault injection: the next N DMA commands raise no interrupt.
+    Fault {
+        #[arg(long)]
+        drop_irqs: u32,
+    },
+    /// Print the uapi layout (compared with the C header by uapi-check/run.sh).
+    #[command(hide = true)]
+    UapiLayout,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Kind {
+    Coherent,
+    Streaming,
+}
+
+impl From<Kind> for BufKind {
+    fn from(k: Kind) -> BufKind {
+        match k {
+            Kind::Coherent => BufKind::Coherent,
+            Kind::Streaming => BufKind::Streaming,
+        }
+    }
+}
+
+/// `4096`, `64K`, `16M`, `1G` (binary multiples; `KiB`/`MiB` also accepted).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, suffix) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("bad size {s:?}"))?;
+    let mult: u64 = match suffix.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("bad size suffix in {s:?} (use K, M or G)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} overflows"))
+}
+
+/// A failed operation: `edudma: <op>: <message>`.
+struct Failure {
+    op: &'static str,
+    msg: String,
+}
+
+trait Op<T> {
+    fn op(self, op: &'static str) -> Result<T, Failure>;
+}
+
+impl<T> Op<T> for io::Result<T> {
+    fn op(self, op: &'static str) -> Result<T, Failure> {
+        self.map_err(|e| Failure {
+            op,
+            msg: describe_error(&e),
+        })
+    }
+}
+
+fn fail<T>(op: &'static str, msg: String) -> Result<T, Failure> {
+    Err(Failure { op, msg })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("edudma: {}: {}", f.op, f.msg);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<(), Failure> {
+    match &cli.cmd {
+        Cmd::UapiLayout => {
+            print!("{}", edu_dma::uapi_layout_report());
+            Ok(())
+        }
+        Cmd::Info { all } => {
+            let paths = if *all {
+                let list = Device::list().op("list")?;
+                if list.is_empty() {
+                    return fail("list", "no /dev/edu-dma* device".to_string());
+                }
+                list
+            } else {
+                vec![cli.dev.clone()]
+            };
+            for (i, p) in paths.iter().enumerate() {
+                if i > 0 {
+                    println!();
+                }
+                let dev = Device::open(p).op("open")?;
+                print_info(&dev, &dev.info().op("info")?);
+            }
+            Ok(())
+        }
+        Cmd::Factorial { n } => {
+            let dev = Device::open(&cli.dev).op("open")?;
+            let r = dev.factorial(*n).op("factorial")?;
+            println!("{n}! = {r}");
+            Ok(())
+        }
+        Cmd::Buf { kind, size } => buf_demo(&Device::open(&cli.dev).op("open")?, *kind, *size),
+        Cmd::Copy { size, chunk } => copy_demo(&Device::open(&cli.dev).op("open")?, *size, *chunk),
+        Cmd::Fault { drop_irqs } => {
+            let dev = Device::open(&cli.dev).op("open")?;
+            dev.inject_fault(*drop_irqs).op("fault")?;
+            println!("the next {drop_irqs} DMA command(s) will raise no interrupt");
+            Ok(())
+        }
+    }
+}
+
+fn print_info(dev: &Device, i: &edu_dma::Info) {
+    println!("device:        {}", dev.path().display());
+    println!("identity:      {:#010x} (version {}.{})", i.ident, i.version_major, i.version_minor);
+    println!("instance:      {}", i.instance);
+    println!("pci address:   {}", i.pci_address());
+    println!("irq mode:      {}", i.irq_mode_name());
+    println!("dma mask bits: {}", i.dma_mask_bits);
+    println!("window size:   {}", i.window_size);
+    println!("irq count:     {}", i.irq_count);
+    println!("dma count:     {}", i.dma_count);
+    println!("dma bytes:     {}", i.dma_bytes);
+    println!("fact count:    {}", i.fact_count);
+    println!("timeouts:      {}", i.timeout_count);
+}
+
+fn pattern(i: u64, seed: u64) -> u8 {
+    let x = (i ^ seed).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (x >> 56) as u8 ^ (i as u8)
+}
+
+fn first_mismatch(a: &[u8], b: &[u8]) -> Option<usize> {
+    a.iter().zip(b).position(|(x, y)| x != y)
+}
+
+fn buf_demo(dev: &Device, kind: Kind, size: u64) -> Result<(), Failure> {
+    if size == 0 {
+        return fail("buf", "size must be at least 1".to_string());
+    }
+    let kind = BufKind::from(kind);
+    let len = usize::try_from(size).or_else(|_| fail("buf", "size too large".to_string()))?;
+    let src = dev.alloc(size, kind).op("alloc")?;
+    let dst = dev.alloc(size, kind).op("alloc")?;
+    let mut src_map = src.map().op("mmap")?;
+    let mut dst_map = dst.map().op("mmap")?;
+    for (i, b) in src_map[..len].iter_mut().enumerate() {
+        *b = pattern(i as u64, 0xed);
+    }
+    dst_map[..len].fill(0);
+    let start = Instant::now();
+    src.sync(0, size, SyncDir::ForDevice).op("sync")?;
+    dst.sync(0, size, SyncDir::ForDevice).op("sync")?;
+    let win = u64::from(uapi::EDU_DMA_WINDOW_SIZE);
+    let mut off = 0u64;
+    while off < size {
+        let count = (size - off).min(win) as u32;
+        src.xfer(off, 0, count, Dir::ToDevice, 0).op("xfer to device")?;
+        dst.xfer(off, 0, count, Dir::FromDevice, 0).op("xfer from device")?;
+        off += u64::from(count);
+    }
+    dst.sync(0, size, SyncDir::ForCpu).op("sync")?;
+    let secs = start.elapsed().as_secs_f64();
+    if let Some(i) = first_mismatch(&src_map[..len], &dst_map[..len]) {
+        return fail(
+            "buf",
+            format!(
+                "data mismatch at byte {i}: wrote {:#04x}, read {:#04x}",
+                src_map[i], dst_map[i]
+            ),
+        );
+    }
+    println!(
+        "buf: {} {} bytes round trip ok (handles {}, {}) in {:.3} s",
+        kind.name(),
+        size,
+        src.handle(),
+        dst.handle(),
+        secs
+    );
+    drop(src_map);
+    drop(dst_map);
+    src.free().op("free")?;
+    dst.free().op("free")?;
+    Ok(())
+}
+
+fn copy_demo(dev: &Device, size: u64, chunk: u64) -> Result<(), Failure> {
+    if size == 0 || chunk == 0 {
+        return fail("copy", "size and chunk must be at least 1".to_string());
+    }
+    let len = usize::try_from(size).or_else(|_| fail("copy", "size too large".to_string()))?;
+    let src: Vec<u8> = (0..size).map(|i| pattern(i, 0x5eed)).collect();
+    let mut dst = vec![0u8; len];
+    let bar = ProgressBar::new(size);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let start = Instant::now();
+    let mut off = 0usize;
+    while off < len {
+        let n = (len - off).min(chunk as usize);
+        let done = dev
+            .copy(&src[off..off + n], &mut dst[off..off + n])
+            .op("copy")?;
+        if done != n as u64 {
+            bar.abandon();
+            return fail("copy", format!("done {done} != len {n} at offset {off}"));
+        }
+        off += n;
+        bar.set_position(off as u64);
+    }
+    bar.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64();
+    if let Some(i) = first_mismatch(&src, &dst) {
+        return fail(
+            "copy",
+            format!("data mismatch at byte {i}: {:#04x} != {:#04x}", src[i], dst[i]),
+        );
+    }
+    println!(
+        "copy: {size} bytes verified in {secs:.3} s ({:.1} KiB/s)",
+        size as f64 / 1024.0 / secs.max(1e-9)
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64K"), Ok(65536));
+        assert_eq!(parse_size("16M"), Ok(16 << 20));
+        assert_eq!(parse_size("1m"), Ok(1 << 20));
+        assert_eq!(parse_size("2KiB"), Ok(2048));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("K").is_err());
+        assert!(parse_size("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn cli_parses() {
+        use clap::Parser;
+        let c = super::Cli::try_parse_from(["edudma", "--dev", "/dev/edu-dma1", "copy", "--size", "16M"]);
+        assert!(c.is_ok());
+        let c = super::Cli::try_parse_from(["edudma", "buf", "--kind", "streaming", "--size", "8K"]);
+        assert!(c.is_ok());
+        super::Cli::command_debug_assert();
+    }
+}

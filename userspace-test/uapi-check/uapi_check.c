@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * uapi_check - prints the layout of include/uapi/linux/edu_dma.h, one "NAME VALUE" per line, in
+ * the exact format and order of edu_dma::uapi_layout_report() (userspace-test/edu-dma/src/
+ * layout.rs). run.sh diffs the two. Build: cc -I<repo>/include uapi_check.c
+ */
+#include <stddef.h>
+#include <stdio.h>
+
+#include <uapi/linux/edu_dma.h> /* -I<repo>/include */
+
+#define STRUCT(s)                                                                        \
+	do {                                                                             \
+		printf("sizeof %s %zu\n", #s, sizeof(struct s));                          \
+		printf("alignof %s %zu\n", #s, _Alignof(struct s));                       \
+	} while (0)
+#define FIELD(s, f)                                                                      \
+	do {                                                                             \
+		printf("offsetof %s.%s %zu\n", #s, #f, offsetof(struct s, f));            \
+		printf("sizeof %s.%s %zu\n", #s, #f, sizeof(((struct s *)0)->f));         \
+	} while (0)
+#define IOCTL(n) printf("%s 0x%08x\n", #n, (unsigned int)(n))
+#define CONST(n) printf("%s %u\n", #n, (unsigned int)(n))
+
+int main(void)
+{
+	STRUCT(edu_dma_info);
+	FIELD(edu_dma_info, ident);
+	FIELD(edu_dma_info, version_major);
+	FIELD(edu_dma_info, version_minor);
+	FIELD(edu_dma_info, instance);
+	FIELD(edu_dma_info, dma_mask_bits);
+	FIELD(edu_dma_info, irq_mode);
+	FIELD(edu_dma_info, pci_domain);
+	FIELD(edu_dma_info, pci_bus);
+	FIELD(edu_dma_info, pci_slot);
+	FIELD(edu_dma_info, pci_func);
+	FIELD(edu_dma_info, window_size);
+	FIELD(edu_dma_info, reserved0);
+	FIELD(edu_dma_info, irq_count);
+	FIELD(edu_dma_info, dma_count);
+	FIELD(edu_dma_info, dma_bytes);
+	FIELD(edu_dma_info, fact_count);
+	FIELD(edu_dma_info, timeout_count);
+	FIELD(edu_dma_info, reserved);
+
+	STRUCT(edu_dma_factorial);
+	FIELD(edu_dma_factorial, n);
+	FIELD(edu_dma_factorial, flags);
+	FIELD(edu_dma_factorial, result);
+
+	STRUCT(edu_dma_buf_alloc);
+	FIELD(edu_dma_buf_alloc, size);
+	FIELD(edu_dma_buf_alloc, kind);
+	FIELD(edu_dma_buf_alloc, flags);
+	FIELD(edu_dma_buf_alloc, handle);
+	FIELD(edu_dma_buf_alloc, reserved);
+	FIELD(edu_dma_buf_alloc, mmap_offset);
+
+	STRUCT(edu_dma_buf_free);
+	FIELD(edu_dma_buf_free, handle);
+	FIELD(edu_dma_buf_free, flags);
+
+	STRUCT(edu_dma_buf_sync);
+	FIELD(edu_dma_buf_sync, handle);
+	FIELD(edu_dma_buf_sync, flags);
+	FIELD(edu_dma_buf_sync, offset);
+	FIELD(edu_dma_buf_sync, len);
+
+	STRUCT(edu_dma_xfer);
+	FIELD(edu_dma_xfer, handle);
+	FIELD(edu_dma_xfer, flags);
+	FIELD(edu_dma_xfer, buf_offset);
+	FIELD(edu_dma_xfer, win_offset);
+	FIELD(edu_dma_xfer, count);
+	FIELD(edu_dma_xfer, timeout_ms);
+	FIELD(edu_dma_xfer, reserved);
+
+	STRUCT(edu_dma_user_xfer);
+	FIELD(edu_dma_user_xfer, addr);
+	FIELD(edu_dma_user_xfer, len);
+	FIELD(edu_dma_user_xfer, win_offset);
+	FIELD(edu_dma_user_xfer, flags);
+	FIELD(edu_dma_user_xfer, timeout_ms);
+
+	STRUCT(edu_dma_copy);
+	FIELD(edu_dma_copy, src);
+	FIELD(edu_dma_copy, dst);
+	FIELD(edu_dma_copy, len);
+	FIELD(edu_dma_copy, done);
+	FIELD(edu_dma_copy, flags);
+	FIELD(edu_dma_copy, timeout_ms);
+	FIELD(edu_dma_copy, src_handle);
+	FIELD(edu_dma_copy, dst_handle);
+
+	STRUCT(edu_dma_fault);
+	FIELD(edu_dma_fault, drop_irqs);
+	FIELD(edu_dma_fault, flags);
+
+	IOCTL(EDU_DMA_IOC_INFO);
+	IOCTL(EDU_DMA_IOC_FACTORIAL);
+	IOCTL(EDU_DMA_IOC_BUF_ALLOC);
+	IOCTL(EDU_DMA_IOC_BUF_FREE);
+	IOCTL(EDU_DMA_IOC_BUF_SYNC);
+	IOCTL(EDU_DMA_IOC_XFER);
+	IOCTL(EDU_DMA_IOC_USER_XFER);
+	IOCTL(EDU_DMA_IOC_COPY);
+	IOCTL(EDU_DMA_IOC_FAULT);
+
+	CONST(EDU_DMA_IOC_MAGIC);
+	CONST(EDU_DMA_WINDOW_SIZE);
+	CONST(EDU_DMA_IRQ_INTX);
+	CONST(EDU_DMA_IRQ_MSI);
+	CONST(EDU_DMA_BUF_COHERENT);
+	CONST(EDU_DMA_BUF_STREAMING);
+	CONST(EDU_DMA_SYNC_FOR_DEVICE);
+	CONST(EDU_DMA_SYNC_FOR_CPU);
+	CONST(EDU_DMA_TO_DEVICE);
+	CONST(EDU_DMA_FROM_DEVICE);
+	CONST(EDU_DMA_COPY_SRC_BUF);
+	CONST(EDU_DMA_COPY_DST_BUF);
+	return 0;
+}
