@@ -64,7 +64,8 @@ impl Buffer {
         kind: u32,
     ) -> Result<Self> {
         let cap = *crate::module_parameters::buf_cap_kib.value() as usize * 1024;
-        if size == 0 || (kind != uapi::EDU_DMA_BUF_COHERENT && kind != uapi::EDU_DMA_BUF_STREAMING) {
+        if size == 0 || (kind != uapi::EDU_DMA_BUF_COHERENT && kind != uapi::EDU_DMA_BUF_STREAMING)
+        {
             return Err(EINVAL);
         }
         let size = usize::try_from(size)
@@ -81,11 +82,17 @@ impl Buffer {
         }
         // From here on `Drop` (or `uncharge` on failure) returns the charge.
         let mem = match kind {
-            uapi::EDU_DMA_BUF_COHERENT => Coherent::<u8>::zeroed_slice(dev, size, GFP_KERNEL).map(Mem::Coherent),
+            uapi::EDU_DMA_BUF_COHERENT => {
+                Coherent::<u8>::zeroed_slice(dev, size, GFP_KERNEL).map(Mem::Coherent)
+            }
             _ => Self::streaming(dev, size / PAGE_SIZE).map(Mem::Streaming),
         };
         match mem {
-            Ok(mem) => Ok(Self { mem, size, edu: edu.clone() }),
+            Ok(mem) => Ok(Self {
+                mem,
+                size,
+                edu: edu.clone(),
+            }),
             Err(e) => {
                 edu.state.lock().buf_bytes -= size;
                 // The mask cannot be satisfied (e.g. ZONE_DMA exhausted) or memory is short.
@@ -126,7 +133,9 @@ impl Buffer {
         let end = offset + len;
         while pos < end {
             // Split at page boundaries (streaming) and at window-size steps of the range.
-            let step_end = (offset + (pos - offset) / DMA_WINDOW_SIZE * DMA_WINDOW_SIZE + DMA_WINDOW_SIZE).min(end);
+            let step_end =
+                (offset + (pos - offset) / DMA_WINDOW_SIZE * DMA_WINDOW_SIZE + DMA_WINDOW_SIZE)
+                    .min(end);
             let (bus, n) = match &self.mem {
                 Mem::Coherent(c) => (c.dma_handle() + pos as u64, step_end - pos),
                 Mem::Streaming(s) => {

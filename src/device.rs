@@ -17,16 +17,14 @@ use kernel::{
     devres::Devres,
     dma::DmaAddress,
     io::Io,
-    new_condvar,
-    new_mutex,
-    pci,
+    new_condvar, new_mutex, pci,
     prelude::*,
     sync::{
+        aref::ARef,
         atomic::{
             Atomic,
             Relaxed, //
         },
-        aref::ARef,
         CondVar,
         CondVarTimeoutResult,
         Mutex, //
@@ -59,13 +57,24 @@ pub(crate) enum Dir {
 }
 
 /// Counters reported by the info ioctl.
-#[derive(Default)]
 pub(crate) struct Stats {
     pub(crate) irqs: Atomic<u64>,
     pub(crate) dma_cmds: Atomic<u64>,
     pub(crate) dma_bytes: Atomic<u64>,
     pub(crate) factorials: Atomic<u64>,
     pub(crate) timeouts: Atomic<u64>,
+}
+
+impl Stats {
+    fn new() -> Self {
+        Self {
+            irqs: Atomic::new(0),
+            dma_cmds: Atomic::new(0),
+            dma_bytes: Atomic::new(0),
+            factorials: Atomic::new(0),
+            timeouts: Atomic::new(0),
+        }
+    }
 }
 
 /// State protected by `EduDevice::state`.
@@ -115,13 +124,15 @@ pub(crate) struct EduConfig {
 impl EduDevice {
     /// Initialiser for the shared state of `pdev`.
     pub(crate) fn new(pdev: &pci::Device<Core<'_>>, cfg: EduConfig) -> impl PinInit<Self> {
+        let loc = raw::pci_location(pdev);
+        let pdev = ARef::<pci::Device>::from(pdev);
         pin_init!(Self {
-            pdev: ARef::from(&**pdev),
+            pdev,
             bar: cfg.bar,
             instance: cfg.instance,
             irq_mode: cfg.irq_mode,
             dma_bits: cfg.dma_bits,
-            loc: raw::pci_location(pdev),
+            loc,
             ident: cfg.ident,
             state <- new_mutex!(State {
                 gone: false,
@@ -133,13 +144,16 @@ impl EduDevice {
             cv <- new_condvar!(),
             irq_pending: Atomic::new(0),
             drop_irqs: Atomic::new(0),
-            stats: Stats::default(),
+            stats: Stats::new(),
         })
     }
 
     /// Runs `f` with the bound device, or fails with `ENODEV` once unbind has started. Unbind
     /// waits for `f` to return.
-    pub(crate) fn bound<R>(&self, f: impl FnOnce(&device::Device<Bound>) -> Result<R>) -> Result<R> {
+    pub(crate) fn bound<R>(
+        &self,
+        f: impl FnOnce(&device::Device<Bound>) -> Result<R>,
+    ) -> Result<R> {
         {
             let mut st = self.state.lock();
             if st.gone {
@@ -223,7 +237,14 @@ impl Engine<'_> {
     /// Moves `len` (1..=4096) bytes between bus address `bus` and window offset `win_off`, and
     /// waits for the completion interrupt. On `EINTR` or `ETIMEDOUT` the device is idle again
     /// when this returns, so the caller may unmap and free the memory.
-    pub(crate) fn dma(&self, bus: DmaAddress, win_off: usize, len: usize, dir: Dir, timeout_ms: u32) -> Result {
+    pub(crate) fn dma(
+        &self,
+        bus: DmaAddress,
+        win_off: usize,
+        len: usize,
+        dir: Dir,
+        timeout_ms: u32,
+    ) -> Result {
         if len == 0 || len > DMA_WINDOW_SIZE || win_off + len > DMA_WINDOW_SIZE {
             // The driver is the only bounds check edu has: never program a bad range.
             return Err(EINVAL);
@@ -327,7 +348,10 @@ impl Engine<'_> {
             }
             fsleep(Delta::from_millis(1));
         }
-        dev_err!(self.edu.pdev.as_ref(), "DMA engine stuck; device left busy\n");
+        dev_err!(
+            self.edu.pdev.as_ref(),
+            "DMA engine stuck; device left busy\n"
+        );
         Err(EIO)
     }
 }
@@ -345,7 +369,10 @@ fn take_one(counter: &Atomic<u32>) -> bool {
 }
 
 /// Checks identification and liveness of a freshly mapped BAR; returns the identification.
-pub(crate) fn check_identity(pdev: &pci::Device<Core<'_>>, bar: &pci::Bar<'_, BAR0_SIZE>) -> Result<u32> {
+pub(crate) fn check_identity(
+    pdev: &pci::Device<Core<'_>>,
+    bar: &pci::Bar<'_, BAR0_SIZE>,
+) -> Result<u32> {
     let id = bar.read(IDENT);
     let (major, minor) = (u32::from(id.major().get()), u32::from(id.minor().get()));
     if u32::from(id.magic().get()) != regs::IDENT_MAGIC || major != IDENT_MAJOR {
@@ -363,7 +390,12 @@ pub(crate) fn check_identity(pdev: &pci::Device<Core<'_>>, bar: &pci::Bar<'_, BA
         bar.write_reg(LIVENESS::from_raw(probe));
         let got = bar.read(LIVENESS).into_raw();
         if got != !probe {
-            dev_err!(pdev.as_ref(), "liveness check failed: wrote {:#x}, read {:#x}\n", probe, got);
+            dev_err!(
+                pdev.as_ref(),
+                "liveness check failed: wrote {:#x}, read {:#x}\n",
+                probe,
+                got
+            );
             return Err(EIO);
         }
     }

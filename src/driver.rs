@@ -9,9 +9,7 @@ use kernel::{
         Device as _,
         DmaMask, //
     },
-    fmt,
-    irq,
-    pci,
+    irq, pci,
     prelude::*,
     str::CString,
     sync::{
@@ -120,10 +118,18 @@ impl pci::Driver for EduDriver {
             let ident = device::check_identity(pdev, &bar)?;
             let bar = bar.into_devres()?;
 
-            let (vectors, irq_mode) = match pdev.alloc_irq_vectors(1, 1, pci::IrqTypes::default().with(pci::IrqType::Msi)) {
+            let (vectors, irq_mode) = match pdev.alloc_irq_vectors(
+                1,
+                1,
+                pci::IrqTypes::default().with(pci::IrqType::Msi),
+            ) {
                 Ok(v) => (v, uapi::EDU_DMA_IRQ_MSI),
                 Err(_) => (
-                    pdev.alloc_irq_vectors(1, 1, pci::IrqTypes::default().with(pci::IrqType::Intx))?,
+                    pdev.alloc_irq_vectors(
+                        1,
+                        1,
+                        pci::IrqTypes::default().with(pci::IrqType::Intx),
+                    )?,
                     uapi::EDU_DMA_IRQ_INTX,
                 ),
             };
@@ -134,16 +140,27 @@ impl pci::Driver for EduDriver {
             };
 
             let instance = Instance::alloc()?;
-            let cfg = EduConfig { bar, instance: instance.0, irq_mode, dma_bits, ident };
+            let cfg = EduConfig {
+                bar,
+                instance: instance.0,
+                irq_mode,
+                dma_bits,
+                ident,
+            };
             let edu = Arc::pin_init(EduDevice::new(pdev, cfg), GFP_KERNEL)?;
             let name = CString::try_from_fmt(fmt!("edu-dma{}", instance.0))?;
+            let mode = if irq_mode == uapi::EDU_DMA_IRQ_MSI {
+                "MSI"
+            } else {
+                "INTx"
+            };
             dev_info!(
                 pdev.as_ref(),
                 "edu {}.{} bound as /dev/edu-dma{} ({}, {}-bit DMA)\n",
                 ident >> 24,
                 (ident >> 16) & 0xff,
                 instance.0,
-                if irq_mode == uapi::EDU_DMA_IRQ_MSI { "MSI" } else { "INTx" },
+                mode,
                 dma_bits
             );
 

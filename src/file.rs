@@ -139,7 +139,11 @@ fn window_range(win_off: u32, count: u32) -> Result<(usize, usize)> {
 impl EduFile {
     fn buffer(&self, handle: u32) -> Result<Arc<Buffer>> {
         let bufs = self.bufs.lock();
-        bufs.live.iter().find(|e| e.handle == handle).map(|e| e.buf.clone()).ok_or(ENOENT)
+        bufs.live
+            .iter()
+            .find(|e| e.handle == handle)
+            .map(|e| e.buf.clone())
+            .ok_or(ENOENT)
     }
 
     fn info(&self) -> Result<EduDmaInfo> {
@@ -175,7 +179,10 @@ impl EduFile {
             return Err(EOVERFLOW);
         }
         let tmo = timeout(0);
-        req.result = self.edu.bound(|_| self.edu.engine()?.factorial(req.n, tmo))?.into();
+        req.result = self
+            .edu
+            .bound(|_| self.edu.engine()?.factorial(req.n, tmo))?
+            .into();
         Ok(())
     }
 
@@ -183,12 +190,21 @@ impl EduFile {
         if req.flags != 0 || req.reserved != 0 {
             return Err(EINVAL);
         }
-        let buf = self.edu.bound(|dev| Buffer::new(dev, &self.edu, req.size, req.kind))?;
+        let buf = self
+            .edu
+            .bound(|dev| Buffer::new(dev, &self.edu, req.size, req.kind))?;
         let buf = Arc::new(buf, GFP_KERNEL)?;
         let mut bufs = self.bufs.lock();
         let handle = bufs.next;
         bufs.next = handle.checked_add(1).ok_or(ENOSPC)?;
-        bufs.live.push(Entry { handle, buf, mapped: false }, GFP_KERNEL)?;
+        bufs.live.push(
+            Entry {
+                handle,
+                buf,
+                mapped: false,
+            },
+            GFP_KERNEL,
+        )?;
         req.handle = handle;
         req.mmap_offset = u64::from(handle) << MMAP_HANDLE_SHIFT;
         Ok(())
@@ -199,7 +215,11 @@ impl EduFile {
             return Err(EINVAL);
         }
         let mut bufs = self.bufs.lock();
-        let i = bufs.live.iter().position(|e| e.handle == req.handle).ok_or(ENOENT)?;
+        let i = bufs
+            .live
+            .iter()
+            .position(|e| e.handle == req.handle)
+            .ok_or(ENOENT)?;
         let e = bufs.live.remove(i)?;
         if e.mapped && e.buf.is_coherent() {
             bufs.zombies.push(e.buf, GFP_KERNEL)?;
@@ -237,7 +257,8 @@ impl EduFile {
         let mut pieces = KVec::new();
         buf.pieces(req.buf_offset as usize, count, &mut pieces)?;
         let tmo = timeout(req.timeout_ms);
-        self.edu.bound(|_| userpages::run_pieces(&self.edu.engine()?, &pieces, win, dir, tmo))
+        self.edu
+            .bound(|_| userpages::run_pieces(&self.edu.engine()?, &pieces, win, dir, tmo))
     }
 
     fn user_xfer(&self, req: &EduDmaUserXfer) -> Result {
@@ -245,7 +266,8 @@ impl EduFile {
         let (addr, len) = userpages::check_user_range(req.addr, req.len.into())?;
         let (win, _) = window_range(req.win_offset, req.len)?;
         let tmo = timeout(req.timeout_ms);
-        self.edu.bound(|dev| userpages::user_xfer(&self.edu, dev, addr, len, win, dir, tmo))
+        self.edu
+            .bound(|dev| userpages::user_xfer(&self.edu, dev, addr, len, win, dir, tmo))
     }
 
     fn side(&self, addr: u64, len: u64, is_buf: bool, handle: u32) -> Result<Side> {
@@ -266,13 +288,32 @@ impl EduFile {
         if req.len > COPY_MAX {
             return Err(E2BIG);
         }
-        let src = self.side(req.src, req.len, req.flags & EDU_DMA_COPY_SRC_BUF != 0, req.src_handle)?;
-        let dst = self.side(req.dst, req.len, req.flags & EDU_DMA_COPY_DST_BUF != 0, req.dst_handle)?;
+        let src = self.side(
+            req.src,
+            req.len,
+            req.flags & EDU_DMA_COPY_SRC_BUF != 0,
+            req.src_handle,
+        )?;
+        let dst = self.side(
+            req.dst,
+            req.len,
+            req.flags & EDU_DMA_COPY_DST_BUF != 0,
+            req.dst_handle,
+        )?;
         let pin = *crate::module_parameters::pin_window.value() as usize;
         let tmo = timeout(req.timeout_ms);
         let mut done = 0;
         let ret = self.edu.bound(|dev| {
-            userpages::copy(&self.edu, dev, &src, &dst, req.len as usize, pin, tmo, &mut done)
+            userpages::copy(
+                &self.edu,
+                dev,
+                &src,
+                &dst,
+                req.len as usize,
+                pin,
+                tmo,
+                &mut done,
+            )
         });
         req.done = done as u64;
         ret
@@ -290,7 +331,13 @@ impl EduFile {
     }
 
     /// DMA between the window at `*pos` and the memory of an I/O iterator.
-    fn rw(&self, iter: *mut kernel::bindings::iov_iter, total: usize, pos: &mut i64, dir: Dir) -> Result<usize> {
+    fn rw(
+        &self,
+        iter: *mut kernel::bindings::iov_iter,
+        total: usize,
+        pos: &mut i64,
+        dir: Dir,
+    ) -> Result<usize> {
         let mut done = 0;
         let ret = self.edu.bound(|dev| {
             while done < total {
@@ -328,8 +375,13 @@ enum Out {
 }
 
 /// Reads the ioctl argument, runs `f`, and writes the argument back as `out` says.
-fn with_arg<T: FromBytes + AsBytes>(arg: usize, out: Out, f: impl FnOnce(&mut T) -> Result) -> Result<isize> {
-    let (mut reader, mut writer) = UserSlice::new(UserPtr::from_addr(arg), core::mem::size_of::<T>()).reader_writer();
+fn with_arg<T: FromBytes + AsBytes>(
+    arg: usize,
+    out: Out,
+    f: impl FnOnce(&mut T) -> Result,
+) -> Result<isize> {
+    let (mut reader, mut writer) =
+        UserSlice::new(UserPtr::from_addr(arg), core::mem::size_of::<T>()).reader_writer();
     let mut req: T = reader.read()?;
     let ret = f(&mut req);
     if out == Out::Always || (out == Out::OnOk && ret.is_ok()) {
@@ -357,7 +409,9 @@ impl MiscDevice for EduFile {
         match cmd {
             EDU_DMA_IOC_INFO => {
                 let info = me.info()?;
-                UserSlice::new(UserPtr::from_addr(arg), core::mem::size_of::<EduDmaInfo>()).writer().write(&info)?;
+                UserSlice::new(UserPtr::from_addr(arg), core::mem::size_of::<EduDmaInfo>())
+                    .writer()
+                    .write(&info)?;
                 Ok(0)
             }
             EDU_DMA_IOC_FACTORIAL => with_arg(arg, Out::OnOk, |r| me.factorial(r)),
@@ -386,7 +440,11 @@ impl MiscDevice for EduFile {
         let first = pgoff & ((1 << MMAP_PGOFF_HANDLE_SHIFT) - 1);
         let pages = (vma.end() - vma.start()) / PAGE_SIZE;
         let mut bufs = me.bufs.lock();
-        let entry = bufs.live.iter_mut().find(|e| e.handle == handle).ok_or(EINVAL)?;
+        let entry = bufs
+            .live
+            .iter_mut()
+            .find(|e| e.handle == handle)
+            .ok_or(EINVAL)?;
         if first + pages > entry.buf.size() / PAGE_SIZE {
             return Err(EINVAL);
         }

@@ -16,7 +16,6 @@ use kernel::{
         ThreadedHandler,
         ThreadedIrqReturn, //
     },
-    prelude::*,
     sync::atomic::{
         Full,
         Relaxed, //

@@ -20,6 +20,7 @@ use kernel::{
         DataDirection,
         DmaAddress, //
     },
+    error::to_result,
     miscdevice::{
         MiscDeviceOptions,
         MiscDeviceRegistration, //
@@ -45,6 +46,9 @@ use crate::{
     file::EduFile, //
 };
 
+// The shim (`shim.c`). `improper_ctypes`: bindgen gives some kernel structs zero-sized members,
+// which only matters for by-value use; these take pointers.
+#[allow(improper_ctypes)]
 extern "C" {
     fn edu_dma_mapping_error(dev: *mut bindings::device, addr: DmaAddress) -> c_int;
     fn edu_dma_sync_single_for_cpu(
@@ -128,7 +132,11 @@ static FOPS: Fops = Fops(bindings::file_operations {
     owner: crate::THIS_MODULE.as_ptr(),
     llseek: Some(bindings::default_llseek),
     // SAFETY: `into_raw` returns a `miscdevice` whose `fops` points to a `'static` vtable.
-    ..unsafe { *MiscDeviceOptions { name: c"edu-dma" }.into_raw::<EduFile>().fops }
+    ..unsafe {
+        *MiscDeviceOptions { name: c"edu-dma" }
+            .into_raw::<EduFile>()
+            .fops
+    }
 });
 
 /// A registered `/dev` node (misc device) with the module-owned [`FOPS`], mode 0600, the PCI
@@ -184,6 +192,12 @@ impl MiscNode {
     }
 }
 
+// SAFETY: the raw `miscdevice` is only touched by `misc_register`/`misc_deregister`, which may run
+// on any thread; the other fields are `Send + Sync`.
+unsafe impl Send for MiscNode {}
+// SAFETY: `&MiscNode` gives no access to the raw `miscdevice`.
+unsafe impl Sync for MiscNode {}
+
 #[pinned_drop]
 impl PinnedDrop for MiscNode {
     fn drop(self: Pin<&mut Self>) {
@@ -214,12 +228,16 @@ impl PageMap {
         let dir = DataDirection::Bidirectional.into();
         // SAFETY: `dev` is bound; `page` is a valid page and the caller keeps it alive while the
         // returned mapping exists.
-        let addr = unsafe { bindings::dma_map_page_attrs(raw, page.as_ptr(), 0, PAGE_SIZE, dir, 0) };
+        let addr =
+            unsafe { bindings::dma_map_page_attrs(raw, page.as_ptr(), 0, PAGE_SIZE, dir, 0) };
         // SAFETY: `addr` was just returned by `dma_map_page_attrs` for `raw`.
         if unsafe { edu_dma_mapping_error(raw, addr) } != 0 {
             return Err(ENOMEM);
         }
-        Ok(Self { dev: dev.into(), addr })
+        Ok(Self {
+            dev: dev.into(),
+            addr,
+        })
     }
 
     /// The bus address of the page.
@@ -309,14 +327,25 @@ impl Pinned {
         let flags = if write { bindings::FOLL_WRITE } else { 0 };
         // SAFETY: `pages` has room for `n` entries; GUP validates the user range itself.
         let got = unsafe {
-            bindings::pin_user_pages_fast((addr - offset) as _, n_int, flags as _, pages.as_mut_ptr())
+            bindings::pin_user_pages_fast(
+                (addr - offset) as _,
+                n_int,
+                flags as _,
+                pages.as_mut_ptr(),
+            )
         };
         if got < 0 {
             return Err(Error::from_errno(got));
         }
         // INVARIANT: the first `got` entries are pinned.
         pages.truncate(got as usize);
-        let this = Self { pages, offset, len, pinned: true, dirty: write };
+        let this = Self {
+            pages,
+            offset,
+            len,
+            pinned: true,
+            dirty: write,
+        };
         if this.pages.len() != n {
             // A partial pin: `this` unpins what was pinned.
             return Err(EFAULT);
@@ -356,7 +385,13 @@ impl Pinned {
         let len = got as usize;
         // INVARIANT: the extraction filled (and, for user memory, pinned) this many pages.
         pages.truncate((offset + len).div_ceil(PAGE_SIZE));
-        Ok(Self { pages, offset, len, pinned: will_pin, dirty: dest })
+        Ok(Self {
+            pages,
+            offset,
+            len,
+            pinned: will_pin,
+            dirty: dest,
+        })
     }
 
     /// Bytes covered.
@@ -421,14 +456,20 @@ impl SgMap {
             unsafe { bindings::sg_free_table(sgt.get()) };
             return Err(Error::from_errno(ret));
         }
-        Ok(Self { sgt, dev: dev.into(), dir })
+        Ok(Self {
+            sgt,
+            dev: dev.into(),
+            dir,
+        })
     }
 
     /// The mapped segments, as (bus address, length).
     pub(crate) fn segments(&self) -> impl Iterator<Item = (DmaAddress, usize)> + '_ {
         // SAFETY: the table is mapped and not modified while `self` is borrowed.
         let table = unsafe { SGTable::from_raw(self.sgt.get()) };
-        table.iter().map(|sg| (sg.dma_address(), sg.dma_len() as usize))
+        table
+            .iter()
+            .map(|sg| (sg.dma_address(), sg.dma_len() as usize))
     }
 }
 
@@ -447,4 +488,3 @@ impl Drop for SgMap {
 pub(crate) fn alloc_page() -> Result<Page> {
     Ok(Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?)
 }
-

@@ -8,6 +8,14 @@
 #include <linux/pci.h>
 #include <linux/uio.h>
 
+int edu_dma_mapping_error(struct device *dev, dma_addr_t addr);
+void edu_dma_sync_single_for_cpu(struct device *dev, dma_addr_t addr, size_t size,
+				 enum dma_data_direction dir);
+void edu_dma_sync_single_for_device(struct device *dev, dma_addr_t addr, size_t size,
+				    enum dma_data_direction dir);
+bool edu_iov_iter_extract_will_pin(const struct iov_iter *iter);
+int edu_pci_domain_nr(struct pci_dev *pdev);
+
 int edu_dma_mapping_error(struct device *dev, dma_addr_t addr)
 {
 	return dma_mapping_error(dev, addr);

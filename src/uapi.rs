@@ -214,11 +214,17 @@ const fn ioc(dir: u32, nr: u32, size: usize) -> u32 {
 /// `EDU_DMA_IOC_INFO`.
 pub const EDU_DMA_IOC_INFO: u32 = ioc(IOC_READ, 0x00, core::mem::size_of::<EduDmaInfo>());
 /// `EDU_DMA_IOC_FACTORIAL`.
-pub const EDU_DMA_IOC_FACTORIAL: u32 =
-    ioc(IOC_READ | IOC_WRITE, 0x01, core::mem::size_of::<EduDmaFactorial>());
+pub const EDU_DMA_IOC_FACTORIAL: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    0x01,
+    core::mem::size_of::<EduDmaFactorial>(),
+);
 /// `EDU_DMA_IOC_BUF_ALLOC`.
-pub const EDU_DMA_IOC_BUF_ALLOC: u32 =
-    ioc(IOC_READ | IOC_WRITE, 0x10, core::mem::size_of::<EduDmaBufAlloc>());
+pub const EDU_DMA_IOC_BUF_ALLOC: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    0x10,
+    core::mem::size_of::<EduDmaBufAlloc>(),
+);
 /// `EDU_DMA_IOC_BUF_FREE`.
 pub const EDU_DMA_IOC_BUF_FREE: u32 = ioc(IOC_WRITE, 0x11, core::mem::size_of::<EduDmaBufFree>());
 /// `EDU_DMA_IOC_BUF_SYNC`.
@@ -226,10 +232,12 @@ pub const EDU_DMA_IOC_BUF_SYNC: u32 = ioc(IOC_WRITE, 0x12, core::mem::size_of::<
 /// `EDU_DMA_IOC_XFER`.
 pub const EDU_DMA_IOC_XFER: u32 = ioc(IOC_WRITE, 0x20, core::mem::size_of::<EduDmaXfer>());
 /// `EDU_DMA_IOC_USER_XFER`.
-pub const EDU_DMA_IOC_USER_XFER: u32 =
-    ioc(IOC_WRITE, 0x21, core::mem::size_of::<EduDmaUserXfer>());
+pub const EDU_DMA_IOC_USER_XFER: u32 = ioc(IOC_WRITE, 0x21, core::mem::size_of::<EduDmaUserXfer>());
 /// `EDU_DMA_IOC_COPY`.
-pub const EDU_DMA_IOC_COPY: u32 =
-    ioc(IOC_READ | IOC_WRITE, 0x22, core::mem::size_of::<EduDmaCopy>());
+pub const EDU_DMA_IOC_COPY: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    0x22,
+    core::mem::size_of::<EduDmaCopy>(),
+);
 /// `EDU_DMA_IOC_FAULT`.
 pub const EDU_DMA_IOC_FAULT: u32 = ioc(IOC_WRITE, 0x30, core::mem::size_of::<EduDmaFault>());

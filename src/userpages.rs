@@ -38,7 +38,7 @@ pub(crate) const COPY_MAX: u64 = 1 << 32;
 /// Pinned user pages and their device mapping (unmapped before unpinned).
 pub(crate) struct UserDma {
     sg: SgMap,
-    pinned: Pinned,
+    _pinned: Pinned,
 }
 
 impl UserDma {
@@ -49,12 +49,10 @@ impl UserDma {
             Dir::FromDevice => DataDirection::FromDevice,
         };
         let sg = SgMap::new(dev, &mut pinned, dma_dir, DMA_WINDOW_SIZE as u32)?;
-        Ok(Self { sg, pinned })
-    }
-
-    /// Bytes covered.
-    pub(crate) fn len(&self) -> usize {
-        self.pinned.len()
+        Ok(Self {
+            sg,
+            _pinned: pinned,
+        })
     }
 
     /// Appends the device pieces, split at window-size steps of the range.
@@ -79,11 +77,20 @@ pub(crate) fn check_user_range(addr: u64, len: u64) -> Result<(usize, usize)> {
     if len == 0 || addr.checked_add(len).is_none() {
         return Err(EINVAL);
     }
-    Ok((usize::try_from(addr).map_err(|_| EINVAL)?, usize::try_from(len).map_err(|_| EINVAL)?))
+    Ok((
+        usize::try_from(addr).map_err(|_| EINVAL)?,
+        usize::try_from(len).map_err(|_| EINVAL)?,
+    ))
 }
 
 /// Runs `pieces` (all within one window) through the device starting at window offset `win_off`.
-pub(crate) fn run_pieces(engine: &Engine<'_>, pieces: &[Piece], win_off: usize, dir: Dir, timeout_ms: u32) -> Result {
+pub(crate) fn run_pieces(
+    engine: &Engine<'_>,
+    pieces: &[Piece],
+    win_off: usize,
+    dir: Dir,
+    timeout_ms: u32,
+) -> Result {
     let mut w = win_off;
     for &(bus, len) in pieces {
         engine.dma(bus, w, len, dir, timeout_ms)?;

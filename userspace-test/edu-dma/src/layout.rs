@@ -41,26 +41,92 @@ macro_rules! constants {
 pub fn uapi_layout_report() -> String {
     let mut s = String::new();
     let o = &mut s;
-    struct_layout!(o, "edu_dma_info", EduDmaInfo {
-        ident, version_major, version_minor, instance, dma_mask_bits, irq_mode, pci_domain,
-        pci_bus, pci_slot, pci_func, window_size, reserved0, irq_count, dma_count, dma_bytes,
-        fact_count, timeout_count, reserved,
-    });
+    struct_layout!(
+        o,
+        "edu_dma_info",
+        EduDmaInfo {
+            ident,
+            version_major,
+            version_minor,
+            instance,
+            dma_mask_bits,
+            irq_mode,
+            pci_domain,
+            pci_bus,
+            pci_slot,
+            pci_func,
+            window_size,
+            reserved0,
+            irq_count,
+            dma_count,
+            dma_bytes,
+            fact_count,
+            timeout_count,
+            reserved,
+        }
+    );
     struct_layout!(o, "edu_dma_factorial", EduDmaFactorial { n, flags, result });
-    struct_layout!(o, "edu_dma_buf_alloc", EduDmaBufAlloc {
-        size, kind, flags, handle, reserved, mmap_offset,
-    });
+    struct_layout!(
+        o,
+        "edu_dma_buf_alloc",
+        EduDmaBufAlloc {
+            size,
+            kind,
+            flags,
+            handle,
+            reserved,
+            mmap_offset,
+        }
+    );
     struct_layout!(o, "edu_dma_buf_free", EduDmaBufFree { handle, flags });
-    struct_layout!(o, "edu_dma_buf_sync", EduDmaBufSync { handle, flags, offset, len });
-    struct_layout!(o, "edu_dma_xfer", EduDmaXfer {
-        handle, flags, buf_offset, win_offset, count, timeout_ms, reserved,
-    });
-    struct_layout!(o, "edu_dma_user_xfer", EduDmaUserXfer {
-        addr, len, win_offset, flags, timeout_ms,
-    });
-    struct_layout!(o, "edu_dma_copy", EduDmaCopy {
-        src, dst, len, done, flags, timeout_ms, src_handle, dst_handle,
-    });
+    struct_layout!(
+        o,
+        "edu_dma_buf_sync",
+        EduDmaBufSync {
+            handle,
+            flags,
+            offset,
+            len
+        }
+    );
+    struct_layout!(
+        o,
+        "edu_dma_xfer",
+        EduDmaXfer {
+            handle,
+            flags,
+            buf_offset,
+            win_offset,
+            count,
+            timeout_ms,
+            reserved,
+        }
+    );
+    struct_layout!(
+        o,
+        "edu_dma_user_xfer",
+        EduDmaUserXfer {
+            addr,
+            len,
+            win_offset,
+            flags,
+            timeout_ms,
+        }
+    );
+    struct_layout!(
+        o,
+        "edu_dma_copy",
+        EduDmaCopy {
+            src,
+            dst,
+            len,
+            done,
+            flags,
+            timeout_ms,
+            src_handle,
+            dst_handle,
+        }
+    );
     struct_layout!(o, "edu_dma_fault", EduDmaFault { drop_irqs, flags });
     ioctls!(
         o,
@@ -124,7 +190,8 @@ mod tests {
         for l in r.lines() {
             let (_, v) = l.rsplit_once(' ').expect("NAME VALUE");
             let ok = v.parse::<u64>().is_ok()
-                || v.strip_prefix("0x").is_some_and(|h| u64::from_str_radix(h, 16).is_ok());
+                || v.strip_prefix("0x")
+                    .is_some_and(|h| u64::from_str_radix(h, 16).is_ok());
             assert!(ok, "bad value in {l:?}");
         }
     }
@@ -135,15 +202,42 @@ mod tests {
         use nix::{request_code_read as r, request_code_readwrite as rw, request_code_write as w};
         let m = EDU_DMA_IOC_MAGIC as u8;
         let cases: [(u32, u64); 9] = [
-            (EDU_DMA_IOC_INFO, r!(m, 0x00, size_of::<EduDmaInfo>()) as u64),
-            (EDU_DMA_IOC_FACTORIAL, rw!(m, 0x01, size_of::<EduDmaFactorial>()) as u64),
-            (EDU_DMA_IOC_BUF_ALLOC, rw!(m, 0x10, size_of::<EduDmaBufAlloc>()) as u64),
-            (EDU_DMA_IOC_BUF_FREE, w!(m, 0x11, size_of::<EduDmaBufFree>()) as u64),
-            (EDU_DMA_IOC_BUF_SYNC, w!(m, 0x12, size_of::<EduDmaBufSync>()) as u64),
-            (EDU_DMA_IOC_XFER, w!(m, 0x20, size_of::<EduDmaXfer>()) as u64),
-            (EDU_DMA_IOC_USER_XFER, w!(m, 0x21, size_of::<EduDmaUserXfer>()) as u64),
-            (EDU_DMA_IOC_COPY, rw!(m, 0x22, size_of::<EduDmaCopy>()) as u64),
-            (EDU_DMA_IOC_FAULT, w!(m, 0x30, size_of::<EduDmaFault>()) as u64),
+            (
+                EDU_DMA_IOC_INFO,
+                r!(m, 0x00, size_of::<EduDmaInfo>()) as u64,
+            ),
+            (
+                EDU_DMA_IOC_FACTORIAL,
+                rw!(m, 0x01, size_of::<EduDmaFactorial>()) as u64,
+            ),
+            (
+                EDU_DMA_IOC_BUF_ALLOC,
+                rw!(m, 0x10, size_of::<EduDmaBufAlloc>()) as u64,
+            ),
+            (
+                EDU_DMA_IOC_BUF_FREE,
+                w!(m, 0x11, size_of::<EduDmaBufFree>()) as u64,
+            ),
+            (
+                EDU_DMA_IOC_BUF_SYNC,
+                w!(m, 0x12, size_of::<EduDmaBufSync>()) as u64,
+            ),
+            (
+                EDU_DMA_IOC_XFER,
+                w!(m, 0x20, size_of::<EduDmaXfer>()) as u64,
+            ),
+            (
+                EDU_DMA_IOC_USER_XFER,
+                w!(m, 0x21, size_of::<EduDmaUserXfer>()) as u64,
+            ),
+            (
+                EDU_DMA_IOC_COPY,
+                rw!(m, 0x22, size_of::<EduDmaCopy>()) as u64,
+            ),
+            (
+                EDU_DMA_IOC_FAULT,
+                w!(m, 0x30, size_of::<EduDmaFault>()) as u64,
+            ),
         ];
         for (ours, theirs) in cases {
             assert_eq!(ours as u64, theirs, "{ours:#x}");

@@ -530,7 +530,14 @@ impl Device {
     /// Maps `len` bytes at mmap offset `offset` read-write, `MAP_SHARED`.
     pub fn map(&self, offset: u64, len: usize) -> io::Result<Mapping> {
         // SAFETY: read-write shared mapping, as `Mapping`'s slices require.
-        unsafe { self.map_with(offset, len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED) }
+        unsafe {
+            self.map_with(
+                offset,
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+            )
+        }
     }
 
     /// mmap with any protection and flags (for tests of bad input).

@@ -15,21 +15,37 @@ pub fn tests() -> Vec<Test> {
     ];
     for kind in KINDS {
         let k = kind.name();
-        v.push(test(format!("{k}.alloc_handles"), move || alloc_handles(kind)));
+        v.push(test(format!("{k}.alloc_handles"), move || {
+            alloc_handles(kind)
+        }));
         v.push(test(format!("{k}.mmap"), move || mmap(kind)));
         v.push(test(format!("{k}.round_trip"), move || round_trip(kind)));
-        v.push(test(format!("{k}.unknown_handle"), move || unknown_handle(kind)));
+        v.push(test(format!("{k}.unknown_handle"), move || {
+            unknown_handle(kind)
+        }));
         v.push(test(format!("{k}.xfer_ranges"), move || xfer_ranges(kind)));
         v.push(test(format!("{k}.xfer_flags"), move || xfer_flags(kind)));
-        v.push(test(format!("{k}.sync_invalid"), move || sync_invalid(kind)));
+        v.push(test(format!("{k}.sync_invalid"), move || {
+            sync_invalid(kind)
+        }));
         v.push(test(format!("{k}.free_twice"), move || free_twice(kind)));
         v.push(test(format!("{k}.mmap_errors"), move || mmap_errors(kind)));
-        v.push(test(format!("{k}.free_while_mapped"), move || free_while_mapped(kind)));
-        v.push(test(format!("{k}.close_with_mapping"), move || close_with_mapping(kind)));
+        v.push(test(format!("{k}.free_while_mapped"), move || {
+            free_while_mapped(kind)
+        }));
+        v.push(test(format!("{k}.close_with_mapping"), move || {
+            close_with_mapping(kind)
+        }));
         v.push(test(format!("{k}.fork_shared"), move || fork_shared(kind)));
-        v.push(test(format!("{k}.partial_munmap"), move || partial_munmap(kind)));
-        v.push(test(format!("{k}.gup_process_vm_readv"), move || gup_process_vm_readv(kind)));
-        v.push(test(format!("{k}.user_xfer_from_mapping"), move || user_xfer_from_mapping(kind)));
+        v.push(test(format!("{k}.partial_munmap"), move || {
+            partial_munmap(kind)
+        }));
+        v.push(test(format!("{k}.gup_process_vm_readv"), move || {
+            gup_process_vm_readv(kind)
+        }));
+        v.push(test(format!("{k}.user_xfer_from_mapping"), move || {
+            user_xfer_from_mapping(kind)
+        }));
         v.push(test(format!("{k}.alloc_cap"), move || alloc_cap(kind)));
     }
     v
@@ -50,7 +66,11 @@ fn alloc_invalid() -> TestResult {
         expect_errno(dev.alloc_raw(&mut r), libc::EINVAL, &format!("kind {kind}"))?;
     }
     for kind in KINDS {
-        expect_errno(dev.alloc(0, kind), libc::EINVAL, &format!("{} size 0", kind.name()))?;
+        expect_errno(
+            dev.alloc(0, kind),
+            libc::EINVAL,
+            &format!("{} size 0", kind.name()),
+        )?;
         let mut r = alloc_req(4096, kind.raw());
         r.flags = 1;
         expect_errno(dev.alloc_raw(&mut r), libc::EINVAL, "flags 1")?;
@@ -126,7 +146,9 @@ fn mmap(kind: BufKind) -> TestResult {
     fill_pattern(&mut m, 11);
     check_pattern(&m, 11, "read back")?;
     // A page offset within the buffer maps the same memory.
-    let mut m2 = dev.map(buf.mmap_offset() + 4096, 2 * 4096).ctx("mmap at page 1")?;
+    let mut m2 = dev
+        .map(buf.mmap_offset() + 4096, 2 * 4096)
+        .ctx("mmap at page 1")?;
     check_same(&m2, &m[4096..], "second mapping at page 1")?;
     m2[0] = !m2[0];
     ensure_eq(m[4096], m2[0], "write through second mapping")?;
@@ -192,14 +214,30 @@ fn round_trip(kind: BufKind) -> TestResult {
         dst.sync(gstart, glen, SyncDir::ForCpu)
             .ctx(format!("{what}: sync dst for cpu"))?;
         check_pattern(&dm[dof..dof + n], seed, &format!("{what}: data"))?;
-        check_fill(&dm[dof - GUARD_LEN..dof], GUARD, &format!("{what}: guard before"))?;
-        check_fill(&dm[dof + n..dof + n + GUARD_LEN], GUARD, &format!("{what}: guard after"))?;
+        check_fill(
+            &dm[dof - GUARD_LEN..dof],
+            GUARD,
+            &format!("{what}: guard before"),
+        )?;
+        check_fill(
+            &dm[dof + n..dof + n + GUARD_LEN],
+            GUARD,
+            &format!("{what}: guard after"),
+        )?;
         bytes += 2 * u64::from(count);
     }
     let after = dev.info().ctx("info")?;
     let cmds = 2 * combos.len() as u64;
-    ensure_eq(after.dma_count - before.dma_count, cmds, "dma_count increase")?;
-    ensure_eq(after.dma_bytes - before.dma_bytes, bytes, "dma_bytes increase")?;
+    ensure_eq(
+        after.dma_count - before.dma_count,
+        cmds,
+        "dma_count increase",
+    )?;
+    ensure_eq(
+        after.dma_bytes - before.dma_bytes,
+        bytes,
+        "dma_bytes increase",
+    )?;
     diag(format!("{} round trips, {cmds} DMA commands", combos.len()));
     Ok(())
 }
@@ -248,8 +286,10 @@ fn xfer_ranges(kind: BufKind) -> TestResult {
         }
     }
     // The limits themselves are fine.
-    dev.xfer(h, 0, 0, 4096, Dir::ToDevice, 0).ctx("full window")?;
-    dev.xfer(h, 4095, 4095, 1, Dir::FromDevice, 0).ctx("last byte")?;
+    dev.xfer(h, 0, 0, 4096, Dir::ToDevice, 0)
+        .ctx("full window")?;
+    dev.xfer(h, 4095, 4095, 1, Dir::FromDevice, 0)
+        .ctx("last byte")?;
     Ok(())
 }
 
@@ -277,7 +317,11 @@ fn xfer_flags(kind: BufKind) -> TestResult {
     }
     for reserved in [1u32, 0x8000_0000] {
         let r = EduDmaXfer { reserved, ..base };
-        expect_errno(dev.xfer_raw(&r), libc::EINVAL, &format!("reserved {reserved:#x}"))?;
+        expect_errno(
+            dev.xfer_raw(&r),
+            libc::EINVAL,
+            &format!("reserved {reserved:#x}"),
+        )?;
     }
     dev.xfer_raw(&base).ctx("valid request")
 }
@@ -304,7 +348,12 @@ fn sync_invalid(kind: BufKind) -> TestResult {
             &format!("for cpu, {what}"),
         )?;
     }
-    for flags in [0u32, EDU_DMA_SYNC_FOR_DEVICE | EDU_DMA_SYNC_FOR_CPU, 4, 1 | 8] {
+    for flags in [
+        0u32,
+        EDU_DMA_SYNC_FOR_DEVICE | EDU_DMA_SYNC_FOR_CPU,
+        4,
+        1 | 8,
+    ] {
         let r = EduDmaBufSync {
             handle: h,
             flags,
@@ -313,8 +362,10 @@ fn sync_invalid(kind: BufKind) -> TestResult {
         };
         expect_errno(dev.sync_raw(&r), libc::EINVAL, &format!("flags {flags:#x}"))?;
     }
-    buf.sync(0, 4096, SyncDir::ForDevice).ctx("whole buffer for device")?;
-    buf.sync(0, 4096, SyncDir::ForCpu).ctx("whole buffer for cpu")
+    buf.sync(0, 4096, SyncDir::ForDevice)
+        .ctx("whole buffer for device")?;
+    buf.sync(0, 4096, SyncDir::ForCpu)
+        .ctx("whole buffer for cpu")
 }
 
 fn free_twice(kind: BufKind) -> TestResult {
@@ -322,7 +373,10 @@ fn free_twice(kind: BufKind) -> TestResult {
     let buf = dev.alloc(4096, kind).ctx("alloc")?;
     let h = buf.into_handle();
     expect_errno(
-        dev.free_raw(&EduDmaBufFree { handle: h, flags: 1 }),
+        dev.free_raw(&EduDmaBufFree {
+            handle: h,
+            flags: 1,
+        }),
         libc::EINVAL,
         "free with flags 1",
     )?;
@@ -357,7 +411,12 @@ fn mmap_errors(kind: BufKind) -> TestResult {
             "2 pages from page 1 of a 2-page buffer",
         )?;
         expect_errno(
-            dev.map_with(one.mmap_offset(), pg, libc::PROT_READ | libc::PROT_EXEC, libc::MAP_SHARED),
+            dev.map_with(
+                one.mmap_offset(),
+                pg,
+                libc::PROT_READ | libc::PROT_EXEC,
+                libc::MAP_SHARED,
+            ),
             libc::EPERM,
             "PROT_EXEC",
         )?;
@@ -371,7 +430,9 @@ fn mmap_errors(kind: BufKind) -> TestResult {
             .map_with(one.mmap_offset(), pg, libc::PROT_READ, libc::MAP_SHARED)
             .ctx("PROT_READ mapping")?;
         let r = libc::mprotect(ro.as_ptr().cast(), pg, libc::PROT_READ | libc::PROT_EXEC);
-        ensure(r != 0, || "mprotect(PROT_EXEC) of the mapping succeeded".to_string())?;
+        ensure(r != 0, || {
+            "mprotect(PROT_EXEC) of the mapping succeeded".to_string()
+        })?;
     }
     // The valid ones still work.
     two.map().ctx("whole 2-page buffer")?;
@@ -388,7 +449,11 @@ fn free_while_mapped(kind: BufKind) -> TestResult {
     check_pattern(&m, 21, "read after free")?;
     fill_pattern(&mut m, 22);
     check_pattern(&m, 22, "write after free")?;
-    expect_errno(dev.xfer(h, 0, 0, 16, Dir::ToDevice, 0), libc::ENOENT, "xfer by freed handle")?;
+    expect_errno(
+        dev.xfer(h, 0, 0, 16, Dir::ToDevice, 0),
+        libc::ENOENT,
+        "xfer by freed handle",
+    )?;
     expect_errno(
         dev.sync(h, 0, 16, SyncDir::ForCpu),
         libc::ENOENT,
@@ -396,7 +461,8 @@ fn free_while_mapped(kind: BufKind) -> TestResult {
     )?;
     // The file still works.
     let b2 = dev.alloc(4096, kind).ctx("alloc after free")?;
-    b2.xfer(0, 0, 16, Dir::ToDevice, 0).ctx("xfer by a new handle")?;
+    b2.xfer(0, 0, 16, Dir::ToDevice, 0)
+        .ctx("xfer by a new handle")?;
     drop(m);
     Ok(())
 }
@@ -439,7 +505,8 @@ fn fork_shared(kind: BufKind) -> TestResult {
     check_pattern(&m, 42, "parent sees the child's writes")?;
     // The buffer (not only the mapping) holds them: check through the device.
     buf.sync(0, 4096, SyncDir::ForDevice).ctx("sync")?;
-    buf.xfer(0, 0, 4096, Dir::ToDevice, 0).ctx("xfer to device")?;
+    buf.xfer(0, 0, 4096, Dir::ToDevice, 0)
+        .ctx("xfer to device")?;
     let mut back = vec![0u8; 4096];
     dev.read_window_into(&mut back, 0).ctx("read window")?;
     check_pattern(&back, 42, "window after xfer of the child's data")
@@ -461,7 +528,11 @@ fn partial_munmap(kind: BufKind) -> TestResult {
     for p in [0usize, 2] {
         // SAFETY: pages 0 and 2 are still mapped.
         let s = unsafe { std::slice::from_raw_parts_mut(base.add(p * pg), pg) };
-        check_pattern(s, 50 + p as u64, &format!("page {p} after munmap of page 1"))?;
+        check_pattern(
+            s,
+            50 + p as u64,
+            &format!("page {p} after munmap of page 1"),
+        )?;
         fill_pattern(s, 60 + p as u64);
         check_pattern(s, 60 + p as u64, &format!("page {p} rewritten"))?;
     }
@@ -539,8 +610,16 @@ fn gup_process_vm_readv(kind: BufKind) -> TestResult {
             ensure_eq(n, 4096, "bytes read from own mapping")
         }
         BufKind::Coherent => {
-            expect_errno(remote, libc::EFAULT, "process_vm_readv from a VM_PFNMAP mapping")?;
-            expect_errno(own, libc::EFAULT, "process_vm_readv from own VM_PFNMAP mapping")
+            expect_errno(
+                remote,
+                libc::EFAULT,
+                "process_vm_readv from a VM_PFNMAP mapping",
+            )?;
+            expect_errno(
+                own,
+                libc::EFAULT,
+                "process_vm_readv from own VM_PFNMAP mapping",
+            )
         }
     }
 }
@@ -566,11 +645,16 @@ fn user_xfer_from_mapping(kind: BufKind) -> TestResult {
             )
         }
         BufKind::Streaming => {
-            dev.write_window_from(src, 7).ctx("USER_XFER from a streaming mapping")?;
+            dev.write_window_from(src, 7)
+                .ctx("USER_XFER from a streaming mapping")?;
             let mut back = vec![GUARD; 3000 + 2 * GUARD_LEN];
             dev.read_window_into(&mut back[GUARD_LEN..GUARD_LEN + 3000], 7)
                 .ctx("read window back")?;
-            check_same(&back[GUARD_LEN..GUARD_LEN + 3000], &m[100..3100], "window contents")?;
+            check_same(
+                &back[GUARD_LEN..GUARD_LEN + 3000],
+                &m[100..3100],
+                "window contents",
+            )?;
             check_fill(&back[..GUARD_LEN], GUARD, "guard before")?;
             check_fill(&back[GUARD_LEN + 3000..], GUARD, "guard after")
         }
@@ -593,7 +677,10 @@ fn alloc_cap(kind: BufKind) -> TestResult {
     let Some((i, e)) = end else {
         return Err("256 allocations of 1 MiB succeeded: no cap".to_string());
     };
-    diag(format!("{}: ENOMEM-style end after {i} buffers of 1 MiB: {e}", kind.name()));
+    diag(format!(
+        "{}: ENOMEM-style end after {i} buffers of 1 MiB: {e}",
+        kind.name()
+    ));
     expect_errno(Err::<(), _>(e), libc::ENOMEM, &format!("allocation {i}"))?;
     for (j, b) in bufs.into_iter().enumerate() {
         b.free().ctx(format!("free {j}"))?;

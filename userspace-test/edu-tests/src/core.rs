@@ -115,10 +115,18 @@ fn factorial_overflow() -> TestResult {
     for d in 0..2 {
         let dev = open(d)?;
         for n in [13, 14, 100, u32::MAX] {
-            expect_errno(dev.factorial(n), libc::EOVERFLOW, &format!("edu-dma{d}: {n}!"))?;
+            expect_errno(
+                dev.factorial(n),
+                libc::EOVERFLOW,
+                &format!("edu-dma{d}: {n}!"),
+            )?;
         }
         // The device still works afterwards.
-        ensure_eq(dev.factorial(12).ctx("12!")?, FACTORIALS[12], "12! after overflow")?;
+        ensure_eq(
+            dev.factorial(12).ctx("12!")?,
+            FACTORIALS[12],
+            "12! after overflow",
+        )?;
     }
     Ok(())
 }
@@ -159,8 +167,14 @@ fn unknown_ioctl() -> TestResult {
         ("INFO with size+8", ioc(IOC_READ, 0xED, 0x00, info_size + 8)),
         ("INFO as _IOW", ioc(IOC_WRITE, 0xED, 0x00, info_size)),
         ("INFO as _IO", ioc(IOC_NONE, 0xED, 0x00, 0)),
-        ("INFO with type 'x'", ioc(IOC_READ, b'x' as u32, 0x00, info_size)),
-        ("FACTORIAL with size 8", ioc(IOC_READ | IOC_WRITE, 0xED, 0x01, 8)),
+        (
+            "INFO with type 'x'",
+            ioc(IOC_READ, b'x' as u32, 0x00, info_size),
+        ),
+        (
+            "FACTORIAL with size 8",
+            ioc(IOC_READ | IOC_WRITE, 0xED, 0x01, 8),
+        ),
         ("XFER as _IOWR", ioc(IOC_READ | IOC_WRITE, 0xED, 0x20, 32)),
     ];
     for (what, cmd) in cases {
@@ -203,7 +217,11 @@ fn factorial_flags() -> TestResult {
             flags,
             result: 0,
         };
-        expect_errno(dev.factorial_raw(&mut req), libc::EINVAL, &format!("flags {flags:#x}"))?;
+        expect_errno(
+            dev.factorial_raw(&mut req),
+            libc::EINVAL,
+            &format!("flags {flags:#x}"),
+        )?;
     }
     Ok(())
 }

@@ -99,7 +99,9 @@ pub fn ensure(cond: bool, msg: impl FnOnce() -> String) -> TestResult {
 
 /// Fails unless `got == want`.
 pub fn ensure_eq<T: PartialEq + std::fmt::Debug>(got: T, want: T, what: &str) -> TestResult {
-    ensure(got == want, || format!("{what}: got {got:?}, expected {want:?}"))
+    ensure(got == want, || {
+        format!("{what}: got {got:?}, expected {want:?}")
+    })
 }
 
 /// Prints a diagnostic line.
@@ -141,7 +143,10 @@ pub fn check_pattern(buf: &[u8], seed: u64, what: &str) -> TestResult {
     match (0..buf.len()).find(|&i| buf[i] != pattern_byte(seed, i as u64)) {
         None => Ok(()),
         Some(i) => {
-            let bad = buf.iter().enumerate().filter(|&(j, &b)| b != pattern_byte(seed, j as u64));
+            let bad = buf
+                .iter()
+                .enumerate()
+                .filter(|&(j, &b)| b != pattern_byte(seed, j as u64));
             Err(format!(
                 "{what}: byte {i} of {} is {:#04x}, expected {:#04x} ({} bytes differ)",
                 buf.len(),

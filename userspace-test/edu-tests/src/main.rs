@@ -23,8 +23,11 @@ use std::time::Instant;
 
 use harness::Test;
 
+/// A group: its name and its tests.
+type Group = (&'static str, fn() -> Vec<Test>);
+
 /// Groups in run order.
-const GROUPS: &[(&str, fn() -> Vec<Test>)] = &[
+const GROUPS: &[Group] = &[
     ("core", core::tests),
     ("buf", buf::tests),
     ("timeouts", timeouts::tests),
@@ -97,7 +100,11 @@ fn selected(args: &Args) -> Vec<Test> {
         }
         for mut t in make() {
             t.name = format!("{group}.{}", t.name);
-            if args.filter.as_ref().is_none_or(|f| t.name.contains(f.as_str())) {
+            if args
+                .filter
+                .as_ref()
+                .is_none_or(|f| t.name.contains(f.as_str()))
+            {
                 out.push(t);
             }
         }

@@ -19,8 +19,12 @@ pub fn tests() -> Vec<Test> {
 
 /// A full-window round trip through two buffers, verified byte for byte.
 fn round_trip_ok(dev: &Device, seed: u64, what: &str) -> TestResult {
-    let src = dev.alloc(4096, BufKind::Streaming).ctx(format!("{what}: alloc"))?;
-    let dst = dev.alloc(4096, BufKind::Streaming).ctx(format!("{what}: alloc"))?;
+    let src = dev
+        .alloc(4096, BufKind::Streaming)
+        .ctx(format!("{what}: alloc"))?;
+    let dst = dev
+        .alloc(4096, BufKind::Streaming)
+        .ctx(format!("{what}: alloc"))?;
     let mut sm = src.map().ctx("mmap")?;
     let mut dm = dst.map().ctx("mmap")?;
     fill_pattern(&mut sm, seed);
@@ -43,13 +47,21 @@ fn xfer_timeout() -> TestResult {
     let t = Instant::now();
     let r = buf.xfer(0, 0, 4096, Dir::ToDevice, 300);
     let took = t.elapsed();
-    expect_errno(r, libc::ETIMEDOUT, "xfer with a dropped interrupt, timeout 300 ms")?;
+    expect_errno(
+        r,
+        libc::ETIMEDOUT,
+        "xfer with a dropped interrupt, timeout 300 ms",
+    )?;
     ensure(
         took >= Duration::from_millis(250) && took < Duration::from_secs(3),
         || format!("timed out after {took:?}, expected about 300 ms"),
     )?;
     let after = dev.info().ctx("info")?;
-    ensure_eq(after.timeout_count, before.timeout_count + 1, "timeout_count increase")?;
+    ensure_eq(
+        after.timeout_count,
+        before.timeout_count + 1,
+        "timeout_count increase",
+    )?;
     round_trip_ok(&dev, 0x7e, "next transfer")?;
     // USER_XFER times out the same way.
     dev.inject_fault(1).ctx("inject_fault(1)")?;
@@ -68,7 +80,11 @@ fn signal_eintr() -> TestResult {
     let dev = open(0)?;
     let buf = dev.alloc(4096, BufKind::Coherent).ctx("alloc")?;
     // No SA_RESTART: the interrupted ioctl must come back with EINTR.
-    let sa = SigAction::new(SigHandler::Handler(on_sigusr1), SaFlags::empty(), SigSet::empty());
+    let sa = SigAction::new(
+        SigHandler::Handler(on_sigusr1),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
     // SAFETY: the handler does nothing.
     let old = unsafe { sigaction(Signal::SIGUSR1, &sa) }.map_err(|e| format!("sigaction: {e}"))?;
     dev.inject_fault(1).ctx("inject_fault(1)")?;
@@ -96,12 +112,18 @@ fn signal_eintr() -> TestResult {
         }
         match h.join() {
             Ok((r, took)) => (r, took, signals),
-            Err(_) => (Err(std::io::Error::other("thread panicked")), Duration::ZERO, signals),
+            Err(_) => (
+                Err(std::io::Error::other("thread panicked")),
+                Duration::ZERO,
+                signals,
+            ),
         }
     });
     // SAFETY: restoring the previous disposition.
     let _ = unsafe { sigaction(Signal::SIGUSR1, &old) };
-    diag(format!("xfer ended after {took:?}, {signals} signal(s) sent"));
+    diag(format!(
+        "xfer ended after {took:?}, {signals} signal(s) sent"
+    ));
     expect_errno(r, libc::EINTR, "xfer interrupted by SIGUSR1")?;
     ensure(took < Duration::from_millis(4500), || {
         format!("EINTR only after {took:?}: the wait was not interruptible")

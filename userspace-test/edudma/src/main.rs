@@ -10,7 +10,11 @@ use edu_dma::{describe_error, uapi, BufKind, Device, Dir, SyncDir};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
-#[command(name = "edudma", version, about = "Drive the edu-dma device from userspace")]
+#[command(
+    name = "edudma",
+    version,
+    about = "Drive the edu-dma device from userspace"
+)]
 struct Cli {
     /// Device node.
     #[arg(long, global = true, default_value = "/dev/edu-dma0")]
@@ -169,7 +173,10 @@ fn run(cli: &Cli) -> Result<(), Failure> {
 
 fn print_info(dev: &Device, i: &edu_dma::Info) {
     println!("device:        {}", dev.path().display());
-    println!("identity:      {:#010x} (version {}.{})", i.ident, i.version_major, i.version_minor);
+    println!(
+        "identity:      {:#010x} (version {}.{})",
+        i.ident, i.version_major, i.version_minor
+    );
     println!("instance:      {}", i.instance);
     println!("pci address:   {}", i.pci_address());
     println!("irq mode:      {}", i.irq_mode_name());
@@ -212,8 +219,10 @@ fn buf_demo(dev: &Device, kind: Kind, size: u64) -> Result<(), Failure> {
     let mut off = 0u64;
     while off < size {
         let count = (size - off).min(win) as u32;
-        src.xfer(off, 0, count, Dir::ToDevice, 0).op("xfer to device")?;
-        dst.xfer(off, 0, count, Dir::FromDevice, 0).op("xfer from device")?;
+        src.xfer(off, 0, count, Dir::ToDevice, 0)
+            .op("xfer to device")?;
+        dst.xfer(off, 0, count, Dir::FromDevice, 0)
+            .op("xfer from device")?;
         off += u64::from(count);
     }
     dst.sync(0, size, SyncDir::ForCpu).op("sync")?;
@@ -251,10 +260,8 @@ fn copy_demo(dev: &Device, size: u64, chunk: u64) -> Result<(), Failure> {
     let mut dst = vec![0u8; len];
     let bar = ProgressBar::new(size);
     bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let start = Instant::now();
     let mut off = 0usize;
@@ -275,7 +282,10 @@ fn copy_demo(dev: &Device, size: u64, chunk: u64) -> Result<(), Failure> {
     if let Some(i) = first_mismatch(&src, &dst) {
         return fail(
             "copy",
-            format!("data mismatch at byte {i}: {:#04x} != {:#04x}", src[i], dst[i]),
+            format!(
+                "data mismatch at byte {i}: {:#04x} != {:#04x}",
+                src[i], dst[i]
+            ),
         );
     }
     println!(
@@ -304,11 +314,19 @@ mod tests {
 
     #[test]
     fn cli_parses() {
-        use clap::Parser;
-        let c = super::Cli::try_parse_from(["edudma", "--dev", "/dev/edu-dma1", "copy", "--size", "16M"]);
+        use clap::{CommandFactory, Parser};
+        let c = super::Cli::try_parse_from([
+            "edudma",
+            "--dev",
+            "/dev/edu-dma1",
+            "copy",
+            "--size",
+            "16M",
+        ]);
         assert!(c.is_ok());
-        let c = super::Cli::try_parse_from(["edudma", "buf", "--kind", "streaming", "--size", "8K"]);
+        let c =
+            super::Cli::try_parse_from(["edudma", "buf", "--kind", "streaming", "--size", "8K"]);
         assert!(c.is_ok());
-        super::Cli::command_debug_assert();
+        super::Cli::command().debug_assert();
     }
 }
