@@ -486,5 +486,5 @@ impl Drop for SgMap {
 
 /// Returns a page allocated for a streaming buffer (zeroed).
 pub(crate) fn alloc_page() -> Result<Page> {
-    Ok(Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?)
+    Ok(Page::alloc_page(GFP_KERNEL | __GFP_ZERO | __GFP_NOWARN)?)
 }

@@ -151,9 +151,14 @@ fn u32_len(len: usize) -> io::Result<u32> {
     u32::try_from(len).map_err(|_| einval())
 }
 
-/// `strerror` text of an errno, without the "(os error N)" suffix.
-pub fn strerror(errno: i32) -> &'static str {
-    nix::errno::Errno::from_raw(errno).desc()
+/// The C library's `strerror` text of an errno.
+pub fn strerror(errno: i32) -> String {
+    // std formats OS errors as "<strerror_r text> (os error N)".
+    let s = io::Error::from_raw_os_error(errno).to_string();
+    match s.rfind(" (os error ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
 }
 
 /// Formats an error as `<strerror> (errno N)`, or its plain text when it has no errno.
@@ -653,5 +658,73 @@ impl<'d> Buffer<'d> {
 impl Drop for Buffer<'_> {
     fn drop(&mut self) {
         let _ = self.dev.free(self.handle);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_described_with_errno() {
+        assert_eq!(strerror(libc::ENOENT), "No such file or directory");
+        let e = io::Error::from_raw_os_error(libc::EINVAL);
+        assert_eq!(describe_error(&e), "Invalid argument (errno 22)");
+    }
+
+    #[test]
+    fn open_missing_node_keeps_errno() {
+        let e = Device::open("/nonexistent/edu-dma0").expect_err("must fail");
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+    }
+
+    #[test]
+    fn ioctl_on_a_non_device_keeps_errno() {
+        // Any regular file answers an unknown ioctl with ENOTTY: the errno reaches the caller.
+        let dev = Device::open("/dev/null").expect("open /dev/null");
+        assert_eq!(
+            dev.info().map(|_| ()).unwrap_err().raw_os_error(),
+            Some(libc::ENOTTY)
+        );
+        assert_eq!(
+            dev.factorial(3).unwrap_err().raw_os_error(),
+            Some(libc::ENOTTY)
+        );
+        let e = dev.alloc(4096, BufKind::Coherent).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOTTY));
+        let mut x = [0u8; 4];
+        let e = dev.read_window_into(&mut x, 0).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOTTY));
+        // Client-side refusal of a too-short destination.
+        let e = dev.copy(&[1, 2, 3], &mut x).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+        // SAFETY: 8 is never dereferenced by /dev/null's ioctl (ENOTTY first).
+        let e = unsafe { dev.ioctl_raw(uapi::EDU_DMA_IOC_INFO, 8 as *mut c_void) }.unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOTTY));
+    }
+
+    #[test]
+    fn mapping_of_a_file() {
+        // /dev/zero supports MAP_SHARED mmap: exercises Mapping's slices and drop.
+        let dev = Device::open("/dev/zero").expect("open /dev/zero");
+        let mut m = dev.map(0, 2 * page_size()).expect("mmap");
+        assert_eq!(m.len(), 2 * page_size());
+        assert!(m.iter().all(|&b| b == 0));
+        m[5] = 7;
+        assert_eq!(m.as_slice()[5], 7);
+    }
+
+    #[test]
+    fn info_helpers() {
+        let i = Info {
+            pci_domain: 0,
+            pci_bus: 0,
+            pci_slot: 0x1f,
+            pci_func: 3,
+            irq_mode: uapi::EDU_DMA_IRQ_MSI,
+            ..Default::default()
+        };
+        assert_eq!(i.pci_address(), "0000:00:1f.3");
+        assert_eq!(i.irq_mode_name(), "MSI");
     }
 }

@@ -176,6 +176,15 @@ fn combos() -> Vec<(u32, u64, u32)> {
 
 const RT_SIZE: u64 = 3 * 4096;
 
+/// Device commands one transfer takes: one for coherent memory (contiguous on the bus), one per
+/// page touched for streaming memory (each page is mapped on its own).
+fn commands(kind: BufKind, offset: u64, count: u32) -> u64 {
+    match kind {
+        BufKind::Coherent => 1,
+        BufKind::Streaming => (offset % 4096 + u64::from(count)).div_ceil(4096),
+    }
+}
+
 fn round_trip(kind: BufKind) -> TestResult {
     let dev = open(0)?;
     let src = dev.alloc(RT_SIZE, kind).ctx("alloc src")?;
@@ -185,6 +194,7 @@ fn round_trip(kind: BufKind) -> TestResult {
     let before = dev.info().ctx("info")?;
     let combos = combos();
     let mut bytes = 0u64;
+    let mut cmds = 0u64;
     for (idx, &(count, so, wo)) in combos.iter().enumerate() {
         let what = format!("count {count} buf_offset {so} win_offset {wo}");
         let n = count as usize;
@@ -225,9 +235,9 @@ fn round_trip(kind: BufKind) -> TestResult {
             &format!("{what}: guard after"),
         )?;
         bytes += 2 * u64::from(count);
+        cmds += commands(kind, so, count) + commands(kind, dof as u64, count);
     }
     let after = dev.info().ctx("info")?;
-    let cmds = 2 * combos.len() as u64;
     ensure_eq(
         after.dma_count - before.dma_count,
         cmds,
@@ -688,4 +698,38 @@ fn alloc_cap(kind: BufKind) -> TestResult {
     let b = dev.alloc(1 << 20, kind).ctx("alloc after freeing all")?;
     b.xfer(0, 0, 64, Dir::ToDevice, 0).ctx("xfer by it")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_combos_fit() {
+        let c = combos();
+        assert!((36..=44).contains(&c.len()), "{} combos", c.len());
+        for &(count, so, wo) in &c {
+            assert!((1..=4096).contains(&count));
+            assert!(wo + count <= 4096, "window {wo}+{count}");
+            assert!(so + u64::from(count) <= RT_SIZE, "src {so}+{count}");
+            let dof = GUARD_LEN + (so as usize + 37) % 4000;
+            assert!(dof + count as usize + GUARD_LEN <= RT_SIZE as usize);
+        }
+        for w in [0, 1, 100] {
+            assert!(
+                c.iter().any(|&(_, _, wo)| wo == w),
+                "window offset {w} used"
+            );
+        }
+        assert!(
+            c.iter().any(|&(n, _, wo)| wo + n == 4096 && n < 4096),
+            "window end used"
+        );
+        for b in [0, 1, 4095] {
+            assert!(
+                c.iter().any(|&(_, so, _)| so == b),
+                "buffer offset {b} used"
+            );
+        }
+    }
 }

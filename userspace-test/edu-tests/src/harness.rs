@@ -278,10 +278,23 @@ impl Drop for Anon {
 
 /// An address that is certainly not mapped (a page mapped then unmapped).
 pub fn unmapped_addr() -> Result<u64, String> {
-    let a = Anon::new(page()).ctx("mmap")?;
-    let addr = a.addr();
-    drop(a);
-    Ok(addr)
+    // A page that no later mapping of the test can take: a PROT_NONE reservation that is never
+    // released (an munmapped page would be handed out again by the next mmap).
+    // SAFETY: a fresh anonymous mapping; nothing aliases it.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            page(),
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(format!("mmap PROT_NONE: {}", std::io::Error::last_os_error()));
+    }
+    Ok(p as u64)
 }
 
 /// Runs `child` in a forked process and returns its exit status (0 = success). The child
@@ -310,4 +323,60 @@ pub fn in_child(child: impl FnOnce() -> i32) -> Result<ChildStatus, String> {
 pub enum ChildStatus {
     Exited(i32),
     Signaled(i32),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_expectations() {
+        let e = |n| Err::<(), _>(io::Error::from_raw_os_error(n));
+        assert!(expect_errno(e(libc::EINVAL), libc::EINVAL, "x").is_ok());
+        let r = expect_errno(e(libc::EFAULT), libc::EINVAL, "x");
+        assert_eq!(r, Err("x: got EFAULT(14), expected EINVAL(22)".to_string()));
+        assert!(expect_errno(Ok(()), libc::EINVAL, "x").is_err());
+        assert!(expect_errno(e(512), libc::EINTR, "x")
+            .unwrap_err()
+            .contains("ERESTARTSYS"));
+        assert!(expect_errno_any(e(libc::ENOMEM), &[libc::EINVAL, libc::ENOMEM], "x").is_ok());
+    }
+
+    #[test]
+    fn patterns() {
+        let mut v = pattern(4096, 9);
+        assert!(check_pattern(&v, 9, "p").is_ok());
+        assert!(check_pattern(&v, 10, "p").is_err(), "seeds differ");
+        v[4000] ^= 1;
+        let err = check_pattern(&v, 9, "p").unwrap_err();
+        assert!(err.contains("byte 4000"), "{err}");
+        // Not trivially periodic: every 256-byte block differs from the next.
+        let p = pattern(4096, 1);
+        assert!(p
+            .chunks(256)
+            .zip(p.chunks(256).skip(1))
+            .all(|(a, b)| a != b));
+        assert!(check_fill(&[GUARD; 64], GUARD, "g").is_ok());
+        assert!(check_same(&[1, 2], &[1, 3], "s").is_err());
+    }
+
+    #[test]
+    fn children() {
+        assert_eq!(in_child(|| 0), Ok(ChildStatus::Exited(0)));
+        assert_eq!(in_child(|| 7), Ok(ChildStatus::Exited(7)));
+        let st = in_child(|| {
+            // SAFETY: raising a signal in the child.
+            unsafe { libc::raise(libc::SIGKILL) };
+            0
+        });
+        assert_eq!(st, Ok(ChildStatus::Signaled(libc::SIGKILL)));
+    }
+
+    #[test]
+    fn anonymous_memory() {
+        let mut a = Anon::new(2 * page()).expect("mmap");
+        a.bytes_mut()[page()] = 1;
+        assert_eq!(a.bytes()[page()], 1);
+        assert_ne!(unmapped_addr().expect("addr"), 0);
+    }
 }

@@ -130,6 +130,12 @@ fn panic_reason(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+/// Runs one test; a panic fails it (and only it).
+fn run_one(t: &Test) -> harness::TestResult {
+    panic::catch_unwind(AssertUnwindSafe(|| (t.f)()))
+        .unwrap_or_else(|p| Err(panic_reason(p.as_ref())))
+}
+
 fn one_line(s: &str) -> String {
     s.trim().replace('\n', " | ")
 }
@@ -162,8 +168,7 @@ fn main() -> ExitCode {
     let (mut passed, mut failed) = (0u32, 0u32);
     for t in &tests {
         let start = Instant::now();
-        let r = panic::catch_unwind(AssertUnwindSafe(|| (t.f)()))
-            .unwrap_or_else(|p| Err(panic_reason(p.as_ref())));
+        let r = run_one(t);
         let secs = start.elapsed().as_secs_f64();
         if secs >= 2.0 {
             println!("# {} took {secs:.1} s", t.name);
@@ -185,5 +190,52 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(groups: &[&str], filter: Option<&str>) -> Vec<String> {
+        let args = Args {
+            filter: filter.map(str::to_string),
+            list: true,
+            groups: groups.iter().map(|s| s.to_string()).collect(),
+        };
+        selected(&args).into_iter().map(|t| t.name).collect()
+    }
+
+    #[test]
+    fn selection() {
+        let all = names(&["all"], None);
+        assert!(all.iter().all(|n| !n.starts_with("unbind.")));
+        assert_eq!(all.first().map(String::as_str), Some("core.nodes"));
+        let order: Vec<&str> = all.iter().map(|n| n.split('.').next().unwrap()).collect();
+        let mut dedup = order.clone();
+        dedup.dedup();
+        assert_eq!(dedup, ["core", "buf", "timeouts", "user"]);
+        let unbind = names(&["unbind"], None);
+        assert_eq!(unbind, ["unbind.unbind_rebind", "unbind.rmmod_busy"]);
+        let both = names(&["all", "unbind"], None);
+        assert_eq!(both.last().map(String::as_str), Some("unbind.rmmod_busy"));
+        assert_eq!(
+            names(&["buf"], Some("streaming.round_trip")),
+            ["buf.streaming.round_trip"]
+        );
+        let mut uniq = both.clone();
+        uniq.sort();
+        uniq.dedup();
+        assert_eq!(uniq.len(), both.len(), "test names are unique");
+    }
+
+    #[test]
+    fn a_panic_fails_only_its_test() {
+        let t = harness::test("boom", || panic!("boom {}", 42));
+        let r = run_one(&t);
+        assert!(r.as_ref().is_err_and(|e| e.contains("boom 42")), "{r:?}");
+        let t = harness::test("fine", || Ok(()));
+        assert_eq!(run_one(&t), Ok(()));
+        assert_eq!(one_line("a\nb\n"), "a | b");
     }
 }
