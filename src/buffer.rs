@@ -83,7 +83,8 @@ impl Buffer {
         // From here on `Drop` (or `uncharge` on failure) returns the charge.
         let mem = match kind {
             uapi::EDU_DMA_BUF_COHERENT => {
-                Coherent::<u8>::zeroed_slice(dev, size, GFP_KERNEL | __GFP_NOWARN).map(Mem::Coherent)
+                Coherent::<u8>::zeroed_slice(dev, size, GFP_KERNEL | __GFP_NOWARN)
+                    .map(Mem::Coherent)
             }
             _ => Self::streaming(dev, size / PAGE_SIZE).map(Mem::Streaming),
         };

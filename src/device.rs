@@ -374,8 +374,8 @@ pub(crate) fn check_identity(
     bar: &pci::Bar<'_, BAR0_SIZE>,
 ) -> Result<u32> {
     let id = bar.read(IDENT);
-    let (major, minor) = (u32::from(id.major().get()), u32::from(id.minor().get()));
-    if u32::from(id.magic().get()) != regs::IDENT_MAGIC || major != IDENT_MAJOR {
+    let (major, minor) = (id.major().get(), id.minor().get());
+    if id.magic().get() != regs::IDENT_MAGIC || major != IDENT_MAJOR {
         dev_err!(
             pdev.as_ref(),
             "unsupported edu identification {:#010x} (version {}.{}); this driver knows {}.x\n",

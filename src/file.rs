@@ -57,19 +57,20 @@ use crate::{
     uapi::*,
     userpages::{
         self,
+        CopyJob,
         Side,
         UserDma,
         COPY_MAX, //
     },
 };
 
-// SAFETY: all uapi structs are `#[repr(C)]`, made of integers only, with no padding (checked
-// against the C header by `make check-uapi`); every bit pattern is valid.
+/// Marks uapi structs as plain bytes for `UserSlice` reads and writes.
 macro_rules! uapi_bytes {
     ($($t:ty),*) => {$(
-        // SAFETY: see above.
+        // SAFETY: all uapi structs are `#[repr(C)]`, made of integers only, with no padding
+        // (checked against the C header by `make check-uapi`); every bit pattern is valid.
         unsafe impl FromBytes for $t {}
-        // SAFETY: see above.
+        // SAFETY: as above; no padding, so every byte is initialised.
         unsafe impl AsBytes for $t {}
     )*};
 }
@@ -300,21 +301,15 @@ impl EduFile {
             req.flags & EDU_DMA_COPY_DST_BUF != 0,
             req.dst_handle,
         )?;
-        let pin = *crate::module_parameters::pin_window.value() as usize;
-        let tmo = timeout(req.timeout_ms);
+        let job = CopyJob {
+            src,
+            dst,
+            len: req.len as usize,
+            pin_pages: *crate::module_parameters::pin_window.value() as usize,
+            timeout_ms: timeout(req.timeout_ms),
+        };
         let mut done = 0;
-        let ret = self.edu.bound(|dev| {
-            userpages::copy(
-                &self.edu,
-                dev,
-                &src,
-                &dst,
-                req.len as usize,
-                pin,
-                tmo,
-                &mut done,
-            )
-        });
+        let ret = self.edu.bound(|dev| job.run(&self.edu, dev, &mut done));
         req.done = done as u64;
         ret
     }

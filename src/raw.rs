@@ -271,7 +271,7 @@ impl Drop for PageMap {
 /// The page offset a mapping was requested at (`mmap`'s offset >> PAGE_SHIFT).
 pub(crate) fn vma_pgoff(vma: &VmaNew) -> usize {
     // SAFETY: the VMA is being set up by `mmap` and we have exclusive access to it.
-    unsafe { (*vma.as_ptr()).vm_pgoff as usize }
+    unsafe { (*vma.as_ptr()).vm_pgoff }
 }
 
 /// Maps `buf` into `vma` from page `first_page` of the buffer (`dma_mmap_coherent`).
@@ -284,7 +284,7 @@ pub(crate) fn mmap_coherent(
     let raw = vma.as_ptr();
     // SAFETY: the VMA is being set up and exclusively ours; `dma_mmap_attrs` reads `vm_pgoff` as
     // the page offset into the buffer and checks it against `size`.
-    unsafe { (*raw).vm_pgoff = first_page as _ };
+    unsafe { (*raw).vm_pgoff = first_page };
     // SAFETY: `dev` is bound, `buf` was allocated for it by `dma_alloc_attrs` with these CPU and
     // bus addresses and this size, and the caller keeps `buf` alive as long as the mapping (the
     // VMA holds the file, which owns the buffer).
@@ -327,12 +327,7 @@ impl Pinned {
         let flags = if write { bindings::FOLL_WRITE } else { 0 };
         // SAFETY: `pages` has room for `n` entries; GUP validates the user range itself.
         let got = unsafe {
-            bindings::pin_user_pages_fast(
-                (addr - offset) as _,
-                n_int,
-                flags as _,
-                pages.as_mut_ptr(),
-            )
+            bindings::pin_user_pages_fast(addr - offset, n_int, flags, pages.as_mut_ptr())
         };
         if got < 0 {
             return Err(Error::from_errno(got));
@@ -362,6 +357,7 @@ impl Pinned {
         max_pages: usize,
         dest: bool,
     ) -> Result<Self> {
+        let max_pages_u32 = u32::try_from(max_pages).map_err(|_| EINVAL)?;
         let mut pages = KVec::from_elem(ptr::null_mut(), max_pages, GFP_KERNEL)?;
         let mut array = pages.as_mut_ptr();
         let mut offset = 0usize;
@@ -374,7 +370,7 @@ impl Pinned {
                 iter,
                 &mut array,
                 max_len,
-                max_pages as _,
+                max_pages_u32,
                 0,
                 &mut offset,
             )
@@ -407,7 +403,7 @@ impl Drop for Pinned {
             unsafe {
                 bindings::unpin_user_pages_dirty_lock(
                     self.pages.as_mut_ptr(),
-                    self.pages.len() as _,
+                    self.pages.len(),
                     self.dirty,
                 )
             };
@@ -436,15 +432,17 @@ impl SgMap {
         dir: DataDirection,
         max_segment: u32,
     ) -> Result<Self> {
+        let n_pages = u32::try_from(pinned.pages.len()).map_err(|_| E2BIG)?;
+        let offset = u32::try_from(pinned.offset).map_err(|_| EINVAL)?;
         let sgt = KBox::new(Opaque::<bindings::sg_table>::zeroed(), GFP_KERNEL)?;
         // SAFETY: `sgt` is a zeroed table; the pages are pinned for longer than the table lives.
         to_result(unsafe {
             bindings::sg_alloc_table_from_pages_segment(
                 sgt.get(),
                 pinned.pages.as_mut_ptr(),
-                pinned.pages.len() as _,
-                pinned.offset as _,
-                pinned.len as _,
+                n_pages,
+                offset,
+                pinned.len,
                 max_segment,
                 bindings::GFP_KERNEL,
             )

@@ -153,55 +153,65 @@ impl Side {
     }
 }
 
-/// The copy engine: `len` bytes from `src` to `dst` through the device window, in windows of
-/// `pin_pages` pages of user memory at a time. Returns the bytes copied; stops early (with the
-/// count so far in `done`) on the first error or a pending signal.
-pub(crate) fn copy(
-    edu: &EduDevice,
-    dev: &device::Device<Bound>,
-    src: &Side,
-    dst: &Side,
-    len: usize,
-    pin_pages: usize,
-    timeout_ms: u32,
-    done: &mut usize,
-) -> Result {
-    // A pin window of whole window-size chunks keeps chunks from straddling two pin windows.
-    let step = (pin_pages.max(1) * PAGE_SIZE).next_multiple_of(DMA_WINDOW_SIZE);
-    let mut src_pieces = KVec::new();
-    let mut dst_pieces = KVec::new();
-    while *done < len {
-        let n = step.min(len - *done);
-        src_pieces.clear();
-        dst_pieces.clear();
-        let _src_hold = src.window(dev, *done, n, Dir::ToDevice, &mut src_pieces)?;
-        let _dst_hold = dst.window(dev, *done, n, Dir::FromDevice, &mut dst_pieces)?;
-        let (mut si, mut di) = (0, 0);
-        let mut off = 0;
-        while off < n {
-            let chunk = DMA_WINDOW_SIZE.min(n - off);
-            if kernel::current!().signal_pending() {
-                return Err(EINTR);
+/// A request to the copy engine.
+pub(crate) struct CopyJob {
+    pub(crate) src: Side,
+    pub(crate) dst: Side,
+    pub(crate) len: usize,
+    /// Pages of user memory pinned at a time, per side.
+    pub(crate) pin_pages: usize,
+    pub(crate) timeout_ms: u32,
+}
+
+impl CopyJob {
+    /// Copies `len` bytes from `src` to `dst` through the device window, a window of pinned
+    /// pages at a time. Stops early (with the count so far in `done`) on the first error or a
+    /// pending signal.
+    pub(crate) fn run(
+        &self,
+        edu: &EduDevice,
+        dev: &device::Device<Bound>,
+        done: &mut usize,
+    ) -> Result {
+        let (src, dst, len, timeout_ms) = (&self.src, &self.dst, self.len, self.timeout_ms);
+        let pin_pages = self.pin_pages;
+        // A pin window of whole window-size chunks keeps chunks from straddling two pin windows.
+        let step = (pin_pages.max(1) * PAGE_SIZE).next_multiple_of(DMA_WINDOW_SIZE);
+        let mut src_pieces = KVec::new();
+        let mut dst_pieces = KVec::new();
+        while *done < len {
+            let n = step.min(len - *done);
+            src_pieces.clear();
+            dst_pieces.clear();
+            let _src_hold = src.window(dev, *done, n, Dir::ToDevice, &mut src_pieces)?;
+            let _dst_hold = dst.window(dev, *done, n, Dir::FromDevice, &mut dst_pieces)?;
+            let (mut si, mut di) = (0, 0);
+            let mut off = 0;
+            while off < n {
+                let chunk = DMA_WINDOW_SIZE.min(n - off);
+                if kernel::current!().signal_pending() {
+                    return Err(EINTR);
+                }
+                let s0 = si;
+                let mut got = 0;
+                while got < chunk {
+                    got += src_pieces[si].1;
+                    si += 1;
+                }
+                let d0 = di;
+                got = 0;
+                while got < chunk {
+                    got += dst_pieces[di].1;
+                    di += 1;
+                }
+                // One engine hold for both halves: nobody else may use the window in between.
+                let engine = edu.engine()?;
+                run_pieces(&engine, &src_pieces[s0..si], 0, Dir::ToDevice, timeout_ms)?;
+                run_pieces(&engine, &dst_pieces[d0..di], 0, Dir::FromDevice, timeout_ms)?;
+                off += chunk;
+                *done += chunk;
             }
-            let s0 = si;
-            let mut got = 0;
-            while got < chunk {
-                got += src_pieces[si].1;
-                si += 1;
-            }
-            let d0 = di;
-            got = 0;
-            while got < chunk {
-                got += dst_pieces[di].1;
-                di += 1;
-            }
-            // One engine hold for both halves: nobody else may use the window in between.
-            let engine = edu.engine()?;
-            run_pieces(&engine, &src_pieces[s0..si], 0, Dir::ToDevice, timeout_ms)?;
-            run_pieces(&engine, &dst_pieces[d0..di], 0, Dir::FromDevice, timeout_ms)?;
-            off += chunk;
-            *done += chunk;
         }
+        Ok(())
     }
-    Ok(())
 }
