@@ -292,7 +292,10 @@ pub fn unmapped_addr() -> Result<u64, String> {
         )
     };
     if p == libc::MAP_FAILED {
-        return Err(format!("mmap PROT_NONE: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "mmap PROT_NONE: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     Ok(p as u64)
 }

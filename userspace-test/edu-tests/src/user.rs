@@ -465,7 +465,11 @@ fn copy_errnos() -> TestResult {
             libc::EINVAL,
         ),
         ("len 0", cp(s, d, 0, 0), libc::EINVAL),
-        ("len 2^33 (above the 4 GiB cap)", cp(unmapped, unmapped, 1 << 33, 0), libc::E2BIG),
+        (
+            "len 2^33 (above the 4 GiB cap)",
+            cp(unmapped, unmapped, 1 << 33, 0),
+            libc::E2BIG,
+        ),
         ("unknown flag", cp(s, d, 64, 4), libc::EINVAL),
         (
             "unknown flag 0x80000000",
