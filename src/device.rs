@@ -25,6 +25,7 @@ use kernel::{
             Atomic,
             Relaxed, //
         },
+        Arc,
         CondVar,
         CondVarTimeoutResult,
         Mutex, //
@@ -37,6 +38,7 @@ use kernel::{
 };
 
 use crate::{
+    buffer::Buffer,
     raw::{
         self,
         PciLocation, //
@@ -105,6 +107,9 @@ pub(crate) struct EduDevice {
     pub(crate) state: Mutex<State>,
     #[pin]
     pub(crate) cv: CondVar,
+    /// Every buffer of every open file, for revocation at unbind.
+    #[pin]
+    buffers: Mutex<KVec<Arc<Buffer>>>,
     /// Status bits the hard interrupt handler read and acknowledged, for the thread.
     pub(crate) irq_pending: Atomic<u32>,
     /// Fault injection: the next N DMA commands raise no interrupt.
@@ -142,6 +147,7 @@ impl EduDevice {
                 buf_bytes: 0,
             }),
             cv <- new_condvar!(),
+            buffers <- new_mutex!(KVec::new()),
             irq_pending: Atomic::new(0),
             drop_irqs: Atomic::new(0),
             stats: Stats::new(),
@@ -191,6 +197,17 @@ impl EduDevice {
         }
     }
 
+    /// Registers a new buffer for revocation at unbind.
+    pub(crate) fn register_buffer(&self, buf: Arc<Buffer>) -> Result {
+        self.buffers.lock().push(buf, GFP_KERNEL)?;
+        Ok(())
+    }
+
+    /// Forgets a buffer its file let go of.
+    pub(crate) fn unregister_buffer(&self, buf: &Arc<Buffer>) {
+        self.buffers.lock().retain(|b| !Arc::ptr_eq(b, buf));
+    }
+
     /// Unbind: refuse new work, wait for running commands and users, then quiesce the device.
     pub(crate) fn shutdown(&self, pdev: &pci::Device<Core<'_>>) {
         {
@@ -207,6 +224,11 @@ impl EduDevice {
             bar.write_reg(IRQ_ACK::from_raw(!0));
         }
         raw::clear_master(pdev);
+        // No DMA allocation or mapping outlives the binding.
+        let buffers = core::mem::take(&mut *self.buffers.lock());
+        for buf in buffers.iter() {
+            buf.revoke();
+        }
     }
 
     /// Accumulates interrupt status bits from the threaded handler and wakes waiters.

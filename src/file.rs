@@ -105,7 +105,7 @@ struct Bufs {
 }
 
 /// An open `/dev/edu-dma<N>`.
-#[pin_data]
+#[pin_data(PinnedDrop)]
 pub(crate) struct EduFile {
     edu: Arc<EduDevice>,
     #[pin]
@@ -135,6 +135,16 @@ fn window_range(win_off: u32, count: u32) -> Result<(usize, usize)> {
         return Err(EINVAL);
     }
     Ok((w, c))
+}
+
+#[pinned_drop]
+impl PinnedDrop for EduFile {
+    fn drop(self: Pin<&mut Self>) {
+        let bufs = self.bufs.lock();
+        for buf in Iterator::chain(bufs.live.iter().map(|e| &e.buf), bufs.zombies.iter()) {
+            self.edu.unregister_buffer(buf);
+        }
+    }
 }
 
 impl EduFile {
@@ -194,18 +204,29 @@ impl EduFile {
         let buf = self
             .edu
             .bound(|dev| Buffer::new(dev, &self.edu, req.size, req.kind))?;
-        let buf = Arc::new(buf, GFP_KERNEL)?;
         let mut bufs = self.bufs.lock();
         let handle = bufs.next;
-        bufs.next = handle.checked_add(1).ok_or(ENOSPC)?;
-        bufs.live.push(
-            Entry {
-                handle,
-                buf,
-                mapped: false,
-            },
-            GFP_KERNEL,
-        )?;
+        let entry = Entry {
+            handle,
+            buf: buf.clone(),
+            mapped: false,
+        };
+        let pushed = match handle.checked_add(1) {
+            Some(next) => bufs
+                .live
+                .push(entry, GFP_KERNEL)
+                .map(|()| next)
+                .map_err(Error::from),
+            None => Err(ENOSPC),
+        };
+        match pushed {
+            Ok(next) => bufs.next = next,
+            Err(e) => {
+                drop(bufs);
+                self.edu.unregister_buffer(&buf);
+                return Err(e);
+            }
+        }
         req.handle = handle;
         req.mmap_offset = u64::from(handle) << MMAP_HANDLE_SHIFT;
         Ok(())
@@ -223,9 +244,13 @@ impl EduFile {
             .ok_or(ENOENT)?;
         let e = bufs.live.remove(i)?;
         if e.mapped && e.buf.is_coherent() {
+            // PFN mappings of it may still exist: it goes with the file (VMAs hold the file).
             bufs.zombies.push(e.buf, GFP_KERNEL)?;
+            return Ok(());
         }
-        // Streaming pages are refcounted by their mappings; the DMA mappings go now.
+        drop(bufs);
+        // Streaming pages are refcounted by their user mappings; the DMA mappings go now.
+        self.edu.unregister_buffer(&e.buf);
         Ok(())
     }
 
@@ -241,10 +266,7 @@ impl EduFile {
         }
         let end = buf.check_range(req.offset, req.len)?;
         let off = req.offset as usize;
-        self.edu.bound(|_| {
-            buf.sync(off, end - off, for_cpu);
-            Ok(())
-        })
+        self.edu.bound(|_| buf.sync(off, end - off, for_cpu))
     }
 
     fn xfer(&self, req: &EduDmaXfer) -> Result {
@@ -421,7 +443,7 @@ impl MiscDevice for EduFile {
         }
     }
 
-    fn mmap(me: Pin<&EduFile>, _file: &File, vma: &VmaNew) -> Result {
+    fn mmap(me: Pin<&EduFile>, file: &File, vma: &VmaNew) -> Result {
         if vma.flags() & vm::SHARED == 0 {
             return Err(EINVAL);
         }
@@ -444,7 +466,7 @@ impl MiscDevice for EduFile {
             return Err(EINVAL);
         }
         let buf = entry.buf.clone();
-        me.edu.bound(|dev| buf.mmap(dev, vma, first))?;
+        me.edu.bound(|dev| buf.mmap(dev, file, vma, first))?;
         entry.mapped = true;
         Ok(())
     }

@@ -21,6 +21,7 @@ use kernel::{
         DmaAddress, //
     },
     error::to_result,
+    fs::File,
     miscdevice::{
         MiscDeviceOptions,
         MiscDeviceRegistration, //
@@ -265,6 +266,34 @@ impl Drop for PageMap {
         let dir = DataDirection::Bidirectional.into();
         // SAFETY: by the type invariant the mapping is live; it is unmapped exactly once.
         unsafe { bindings::dma_unmap_page_attrs(raw_dev(&self.dev), self.addr, PAGE_SIZE, dir, 0) };
+    }
+}
+
+/// The page-cache mapping of an open file: every VMA that maps the file is linked into it.
+///
+/// # Invariants
+///
+/// The pointer is the `f_mapping` of a file that the owner of this value keeps open (buffers are
+/// owned by the file they were created through), so the inode and its mapping stay alive.
+pub(crate) struct FileMapping(*mut bindings::address_space);
+
+// SAFETY: `unmap_mapping_range` may be called from any thread.
+unsafe impl Send for FileMapping {}
+// SAFETY: `&FileMapping` offers nothing but `zap_all`, which is thread-safe.
+unsafe impl Sync for FileMapping {}
+
+impl FileMapping {
+    /// The mapping of `file`.
+    pub(crate) fn of(file: &File) -> Self {
+        // SAFETY: `file` is a valid open file; `f_mapping` is set at open and stays valid while
+        // the file is open.
+        Self(unsafe { (*file.as_ptr()).f_mapping })
+    }
+
+    /// Removes every user PTE of every VMA mapping the file (shared and private copies).
+    pub(crate) fn zap_all(&self) {
+        // SAFETY: by the type invariant the mapping is alive; a length of 0 means "to the end".
+        unsafe { bindings::unmap_mapping_range(self.0, 0, 0, 1) };
     }
 }
 
