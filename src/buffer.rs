@@ -58,8 +58,9 @@ struct Inner {
     coherent: Option<Coherent<[u8]>>,
     /// Device mappings of `Buffer::pages` (streaming buffers, until revoked).
     maps: KVec<PageMap>,
-    /// The file mapping user mappings of this buffer live in, once mapped.
-    mapping: Option<FileMapping>,
+    /// The file mapping user mappings of this buffer live in, and the file offset of the
+    /// buffer's first byte, once mapped.
+    mapping: Option<(FileMapping, u64)>,
     /// Address spaces that mapped the buffer (their mmap lock orders unbind after a running mmap).
     mms: KVec<ARef<Mm>>,
     revoked: bool,
@@ -238,7 +239,8 @@ impl Buffer {
             inner.mms.push(ARef::from(&**mm), GFP_KERNEL)?;
         }
         if inner.mapping.is_none() {
-            inner.mapping = Some(FileMapping::of(file));
+            let base = (raw::vma_pgoff(vma) - first) as u64 * PAGE_SIZE as u64;
+            inner.mapping = Some((FileMapping::of(file), base));
         }
         match &inner.coherent {
             Some(c) => raw::mmap_coherent(dev, vma, c, first),
@@ -282,8 +284,8 @@ impl Buffer {
         }
         // Every user mapping of the buffer is in `mapping`: zap them (later accesses: SIGBUS),
         // then free the memory.
-        if let Some(mapping) = mapping {
-            mapping.zap_all();
+        if let Some((mapping, base)) = mapping {
+            mapping.zap(base, self.size);
         }
         drop(coherent);
     }

@@ -290,10 +290,14 @@ impl FileMapping {
         Self(unsafe { (*file.as_ptr()).f_mapping })
     }
 
-    /// Removes every user PTE of every VMA mapping the file (shared and private copies).
-    pub(crate) fn zap_all(&self) {
-        // SAFETY: by the type invariant the mapping is alive; a length of 0 means "to the end".
-        unsafe { bindings::unmap_mapping_range(self.0, 0, 0, 1) };
+    /// Removes every user PTE mapping file offsets `[offset, offset + len)`, in every VMA of
+    /// the file (shared and private copies).
+    pub(crate) fn zap(&self, offset: u64, len: usize) {
+        let (Ok(start), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return;
+        };
+        // SAFETY: by the type invariant the mapping is alive.
+        unsafe { bindings::unmap_mapping_range(self.0, start, len, 1) };
     }
 }
 
@@ -311,13 +315,15 @@ pub(crate) fn mmap_coherent(
     first_page: usize,
 ) -> Result {
     let raw = vma.as_ptr();
-    // SAFETY: the VMA is being set up and exclusively ours; `dma_mmap_attrs` reads `vm_pgoff` as
-    // the page offset into the buffer and checks it against `size`.
+    // SAFETY: the VMA is being set up and exclusively ours.
+    let pgoff = unsafe { (*raw).vm_pgoff };
+    // SAFETY: as above. `dma_mmap_attrs` reads `vm_pgoff` as the page offset into the buffer and
+    // checks it against `size`.
     unsafe { (*raw).vm_pgoff = first_page };
     // SAFETY: `dev` is bound, `buf` was allocated for it by `dma_alloc_attrs` with these CPU and
     // bus addresses and this size, and the caller keeps `buf` alive as long as the mapping (the
-    // VMA holds the file, which owns the buffer).
-    to_result(unsafe {
+    // VMA holds the file, which owns the buffer, and unbind zaps the mapping before freeing it).
+    let ret = to_result(unsafe {
         bindings::dma_mmap_attrs(
             raw_dev(dev),
             raw,
@@ -326,7 +332,11 @@ pub(crate) fn mmap_coherent(
             buf.size(),
             0,
         )
-    })
+    });
+    // SAFETY: as above; the VMA is not linked into the file mapping yet. Restoring the file
+    // offset keeps it where `unmap_mapping_range` on the buffer's range finds it.
+    unsafe { (*raw).vm_pgoff = pgoff };
+    ret
 }
 
 /// Pages of a user range (or of an `iov_iter`), pinned for DMA while this lives.
