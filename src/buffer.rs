@@ -243,7 +243,13 @@ impl Buffer {
             inner.mapping = Some((FileMapping::of(file), base));
         }
         match &inner.coherent {
-            Some(c) => raw::mmap_coherent(dev, vma, c, first),
+            Some(c) => {
+                // Device memory semantics whatever the DMA backend (dma-direct remaps PFNs,
+                // iommu-dma inserts pages): no GUP (EFAULT), no core dump.
+                vma.set_io();
+                vma.set_dontdump();
+                raw::mmap_coherent(dev, vma, c, first)
+            }
             None => {
                 let mixed = vma.set_mixedmap();
                 let n = (vma.end() - vma.start()) / PAGE_SIZE;

@@ -398,7 +398,7 @@ fn with_arg<T: FromBytes + AsBytes>(
     f: impl FnOnce(&mut T) -> Result,
 ) -> Result<isize> {
     let (mut reader, mut writer) =
-        UserSlice::new(UserPtr::from_addr(arg), core::mem::size_of::<T>()).reader_writer();
+        UserSlice::new(UserPtr::from_addr(arg), size_of::<T>()).reader_writer();
     let mut req: T = reader.read()?;
     let ret = f(&mut req);
     if out == Out::Always || (out == Out::OnOk && ret.is_ok()) {
@@ -426,13 +426,28 @@ impl MiscDevice for EduFile {
         match cmd {
             EDU_DMA_IOC_INFO => {
                 let info = me.info()?;
-                UserSlice::new(UserPtr::from_addr(arg), core::mem::size_of::<EduDmaInfo>())
+                UserSlice::new(UserPtr::from_addr(arg), size_of::<EduDmaInfo>())
                     .writer()
                     .write(&info)?;
                 Ok(0)
             }
             EDU_DMA_IOC_FACTORIAL => with_arg(arg, Out::OnOk, |r| me.factorial(r)),
-            EDU_DMA_IOC_BUF_ALLOC => with_arg(arg, Out::OnOk, |r| me.buf_alloc(r)),
+            EDU_DMA_IOC_BUF_ALLOC => {
+                let (mut reader, mut writer) =
+                    UserSlice::new(UserPtr::from_addr(arg), size_of::<EduDmaBufAlloc>())
+                        .reader_writer();
+                let mut req: EduDmaBufAlloc = reader.read()?;
+                me.buf_alloc(&mut req)?;
+                // The caller must learn the handle, or nobody could ever free the buffer.
+                writer.write(&req).inspect_err(|_| {
+                    let free = EduDmaBufFree {
+                        handle: req.handle,
+                        flags: 0,
+                    };
+                    let _ = me.buf_free(&free);
+                })?;
+                Ok(0)
+            }
             EDU_DMA_IOC_BUF_FREE => with_arg(arg, Out::Never, |r| me.buf_free(r)),
             EDU_DMA_IOC_BUF_SYNC => with_arg(arg, Out::Never, |r| me.buf_sync(r)),
             EDU_DMA_IOC_XFER => with_arg(arg, Out::Never, |r| me.xfer(r)),

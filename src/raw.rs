@@ -264,8 +264,14 @@ impl PageMap {
 impl Drop for PageMap {
     fn drop(&mut self) {
         let dir = DataDirection::Bidirectional.into();
+        // No sync on unmap: ownership moves only through the sync ioctl, and after the last
+        // `for_cpu` the CPU's view is the buffer's content (a bounce buffer copied back now would
+        // overwrite what the CPU wrote since).
+        let attrs = bindings::DMA_ATTR_SKIP_CPU_SYNC as c_ulong;
         // SAFETY: by the type invariant the mapping is live; it is unmapped exactly once.
-        unsafe { bindings::dma_unmap_page_attrs(raw_dev(&self.dev), self.addr, PAGE_SIZE, dir, 0) };
+        unsafe {
+            bindings::dma_unmap_page_attrs(raw_dev(&self.dev), self.addr, PAGE_SIZE, dir, attrs)
+        };
     }
 }
 
@@ -361,15 +367,23 @@ impl Pinned {
     pub(crate) fn from_user(addr: usize, len: usize, write: bool) -> Result<Self> {
         let offset = addr % PAGE_SIZE;
         let n = (offset + len).div_ceil(PAGE_SIZE);
-        let n_int = c_int::try_from(n).map_err(|_| E2BIG)?;
         let mut pages = KVec::from_elem(ptr::null_mut(), n, GFP_KERNEL)?;
         let flags = if write { bindings::FOLL_WRITE } else { 0 };
-        // SAFETY: `pages` has room for `n` entries; GUP validates the user range itself.
-        let got = unsafe {
-            bindings::pin_user_pages_fast(addr - offset, n_int, flags, pages.as_mut_ptr())
-        };
+        let task = kernel::current!();
+        let mm = task.mm().ok_or(EFAULT)?;
+        // The locked slow path, not `pin_user_pages_fast`: it checks the VMA, so `VM_IO` and
+        // `VM_PFNMAP` mappings (coherent buffers, whatever the DMA backend) are refused alike.
+        let guard = mm.mmap_read_lock();
+        // SAFETY: `pages` has room for `n` entries; the caller's mmap lock is held (`guard`);
+        // GUP validates the user range itself.
+        let got = unsafe { bindings::pin_user_pages(addr - offset, n, flags, pages.as_mut_ptr()) };
+        drop(guard);
+        let got = got as isize;
         if got < 0 {
-            return Err(Error::from_errno(got));
+            // GUP's EOVERFLOW means "range runs past the end of the address space": unpinnable
+            // user memory like any other, so EFAULT.
+            let err = Error::from_errno(got as c_int);
+            return Err(if err == EOVERFLOW { EFAULT } else { err });
         }
         // INVARIANT: the first `got` entries are pinned.
         pages.truncate(got as usize);

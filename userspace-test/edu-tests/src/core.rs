@@ -70,7 +70,7 @@ fn check_info(n: u32, i: &Info) -> TestResult {
     ensure_eq(i.version_minor, 0, "version_minor")?;
     ensure_eq(i.instance, n, "instance (N of /dev/edu-dma<N>)")?;
     ensure_eq(i.window_size, EDU_DMA_WINDOW_SIZE, "window_size")?;
-    ensure_eq(i.dma_mask_bits, 28, "dma_mask_bits")?;
+    ensure_eq(i.dma_mask_bits, expected_dma_bits()?, "dma_mask_bits")?;
     ensure(
         i.irq_mode == EDU_DMA_IRQ_MSI || i.irq_mode == EDU_DMA_IRQ_INTX,
         || format!("irq_mode {} is neither MSI nor INTx", i.irq_mode),
@@ -86,6 +86,20 @@ fn check_info(n: u32, i: &Info) -> TestResult {
     ensure_eq(i.reserved0, 0, "reserved0")?;
     ensure_eq(i.reserved, [0; 3], "reserved")?;
     Ok(())
+}
+
+/// The DMA mask width `core.info` requires: `EDU_TEST_EXPECT_DMA_BITS` (28..=64), default 28
+/// (the module's default `dma_bits`).
+fn expected_dma_bits() -> Result<u32, String> {
+    match std::env::var("EDU_TEST_EXPECT_DMA_BITS") {
+        Err(_) => Ok(28),
+        Ok(v) => match v.trim().parse::<u32>() {
+            Ok(n) if (28..=64).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "EDU_TEST_EXPECT_DMA_BITS={v:?}: use a number in 28..=64"
+            )),
+        },
+    }
 }
 
 fn info() -> TestResult {

@@ -41,6 +41,7 @@ pub fn errno_name(n: i32) -> String {
         libc::ENOTTY => "ENOTTY",
         libc::ENOSPC => "ENOSPC",
         libc::ENOSYS => "ENOSYS",
+        libc::E2BIG => "E2BIG",
         libc::EOVERFLOW => "EOVERFLOW",
         libc::ETIMEDOUT => "ETIMEDOUT",
         512 => "ERESTARTSYS(kernel-internal, leaked)",

@@ -4,13 +4,19 @@
 //! `ok <name>`, `not ok <name> - <reason>`, `# <diagnostic>`; last `# <P> passed, <F> failed`.
 //! Exit status 0 iff no test failed.
 //!
-//! Usage: `edu-tests [--filter SUBSTR] [--list] [--group core|buf|timeouts|user|unbind|all]`
-//! (`all`, the default, is every group but `unbind`, which must be asked for by name).
+//! Usage: `edu-tests [--filter SUBSTR] [--list] [--group NAME|all]...` with the groups core, buf,
+//! timeouts, user, unbind, stress, unplug. `all`, the default, is every group but the opt-in
+//! ones (`unbind`, `stress`, `unplug`), which must be asked for by name. `unplug` needs a host
+//! that hot-unplugs edu-dma1 when the guest prints `EDU-UNPLUG-NOW 1` (`scripts/vm --hotplug`).
 
 mod buf;
+mod copy_big;
 mod core;
 mod harness;
+mod inflight;
+mod stress;
 mod timeouts;
+mod top_addr;
 mod unbind;
 mod user;
 
@@ -33,7 +39,13 @@ const GROUPS: &[Group] = &[
     ("timeouts", timeouts::tests),
     ("user", user::tests),
     ("unbind", unbind::tests),
+    ("stress", stress::tests),
+    ("unplug", inflight::unplug_tests),
 ];
+
+/// Groups that run only when named: they unbind devices, need a host-side hot unplug, or run for
+/// minutes.
+const OPT_IN: &[&str] = &["unbind", "stress", "unplug"];
 
 struct Args {
     filter: Option<String>,
@@ -42,8 +54,9 @@ struct Args {
 }
 
 fn usage() -> String {
-    "usage: edu-tests [--filter SUBSTR] [--list] [--group core|buf|timeouts|user|unbind|all]...\n\
-     --group may be repeated; default all (every group but unbind)"
+    "usage: edu-tests [--filter SUBSTR] [--list] \
+     [--group core|buf|timeouts|user|unbind|stress|unplug|all]...\n\
+     --group may be repeated; default all (every group but unbind, stress and unplug)"
         .to_string()
 }
 
@@ -94,7 +107,7 @@ fn selected(args: &Args) -> Vec<Test> {
         let wanted = args
             .groups
             .iter()
-            .any(|g| g == group || (g == "all" && *group != "unbind"));
+            .any(|g| g == group || (g == "all" && !OPT_IN.contains(group)));
         if !wanted {
             continue;
         }
@@ -216,9 +229,30 @@ mod tests {
         dedup.dedup();
         assert_eq!(dedup, ["core", "buf", "timeouts", "user"]);
         let unbind = names(&["unbind"], None);
-        assert_eq!(unbind, ["unbind.unbind_rebind", "unbind.rmmod_busy"]);
+        assert_eq!(
+            unbind,
+            [
+                "unbind.unbind_rebind",
+                "unbind.inflight",
+                "unbind.rmmod_busy"
+            ]
+        );
         let both = names(&["all", "unbind"], None);
         assert_eq!(both.last().map(String::as_str), Some("unbind.rmmod_busy"));
+        assert!(all
+            .iter()
+            .all(|n| !n.starts_with("stress.") && !n.starts_with("unplug.")));
+        assert_eq!(
+            names(&["stress"], None),
+            [
+                "stress.kill9",
+                "stress.load",
+                "stress.fuzz",
+                "stress.mem_pressure"
+            ]
+        );
+        assert_eq!(names(&["unplug"], None), ["unplug.inflight"]);
+        assert!(all.contains(&"user.copy_16mib".to_string()));
         assert_eq!(
             names(&["buf"], Some("streaming.round_trip")),
             ["buf.streaming.round_trip"]

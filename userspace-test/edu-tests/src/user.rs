@@ -19,6 +19,12 @@ pub fn tests() -> Vec<Test> {
         test("xfer_errnos", xfer_errnos),
         test("copy_sizes", copy_sizes),
         test("copy_1mib", copy_1mib),
+        test("copy_16mib", crate::copy_big::copy_16mib),
+        test("copy_alignments", crate::copy_big::copy_alignments),
+        test(
+            "xfer_top_of_address_space",
+            crate::top_addr::xfer_top_of_address_space,
+        ),
         test("copy_src_stack", copy_src_stack),
         test("copy_file_shared", copy_file_shared),
         test("copy_hugetlb", copy_hugetlb),

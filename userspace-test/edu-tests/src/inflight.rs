@@ -1,0 +1,229 @@
+//! A device going away under a running COPY: `unplug.inflight` (group `unplug`, opt-in: the host
+//! hot-unplugs edu-dma1 when the guest prints `EDU-UNPLUG-NOW 1`, as `scripts/vm --hotplug`
+//! does) and `unbind.inflight` (group `unbind`: the test unbinds through sysfs itself, then
+//! rebinds).
+//!
+//! Both open /dev/edu-dma1, map a coherent and a streaming buffer, start a 4 MiB COPY in a
+//! thread, and once the device is gone require: the COPY ended with ENODEV (or success) with the
+//! bytes it reports done copied exactly; the node disappeared within 10 s of guest time; every
+//! later call on the open file is ENODEV; the streaming mapping still holds its data; touching the
+//! coherent mapping raises SIGBUS (it was zapped; checked in a forked child); closing everything
+//! is clean.
+
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use edu_dma::uapi::*;
+use edu_dma::{BufKind, Device, Dir, SyncDir};
+
+use crate::harness::*;
+use crate::unbind::{find_node, Rebind, DRIVER};
+
+pub fn unplug_tests() -> Vec<Test> {
+    vec![test("inflight", || inflight(How::Unplug))]
+}
+
+pub fn unbind_inflight() -> TestResult {
+    inflight(How::Unbind)
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum How {
+    Unplug,
+    Unbind,
+}
+
+const COPY_LEN: usize = 4 << 20;
+const BUF: usize = 4 * 4096;
+
+/// Every call that needs the device must answer ENODEV on a file of a departed device.
+fn all_enodev(dev: &Device, coh: u32, st: u32) -> TestResult {
+    let e = libc::ENODEV;
+    expect_errno(dev.info(), e, "INFO")?;
+    expect_errno(dev.factorial(4), e, "FACTORIAL")?;
+    expect_errno(dev.alloc(4096, BufKind::Coherent), e, "BUF_ALLOC")?;
+    expect_errno(dev.xfer(coh, 0, 0, 64, Dir::ToDevice, 0), e, "XFER")?;
+    expect_errno(dev.sync(st, 0, 4096, SyncDir::ForDevice), e, "BUF_SYNC")?;
+    let mut b = vec![0u8; 64];
+    expect_errno(dev.read_window_into(&mut b, 0), e, "USER_XFER")?;
+    let src = vec![1u8; 64];
+    expect_errno(dev.copy(&src, &mut b), e, "COPY")?;
+    expect_errno(dev.file().read_at(&mut b, 0), e, "pread")?;
+    expect_errno(dev.file().write_at(&src, 0), e, "pwrite")?;
+    expect_errno(dev.map(u64::from(coh) << 32, 4096), e, "mmap")?;
+    Ok(())
+}
+
+/// A node that works: factorial, verified buffer round trip and COPY.
+fn works(dev: &Device, seed: u64) -> TestResult {
+    ensure_eq(dev.factorial(7).ctx("7!")?, 5040, "7!")?;
+    let b = dev.alloc(4096, BufKind::Coherent).ctx("alloc")?;
+    let mut m = b.map().ctx("mmap")?;
+    fill_pattern(&mut m, seed);
+    b.xfer(0, 0, 4096, Dir::ToDevice, 0).ctx("xfer to device")?;
+    m.fill(0);
+    b.xfer(0, 0, 4096, Dir::FromDevice, 0)
+        .ctx("xfer from device")?;
+    check_pattern(&m, seed, "buffer round trip")?;
+    let v = pattern(9000, seed + 1);
+    let mut out = vec![0u8; 9000];
+    ensure_eq(dev.copy(&v, &mut out).ctx("copy")?, 9000, "copy done")?;
+    check_pattern(&out, seed + 1, "copy")
+}
+
+fn inflight(how: How) -> TestResult {
+    let path = Device::instance_path(1);
+    let dev = open(1)?;
+    let info = dev.info().ctx("info")?;
+    let addr = info.pci_address();
+    diag(format!("{how:?}: edu-dma1 is {addr}"));
+    let coh = dev
+        .alloc(BUF as u64, BufKind::Coherent)
+        .ctx("alloc coherent")?;
+    let st = dev
+        .alloc(BUF as u64, BufKind::Streaming)
+        .ctx("alloc streaming")?;
+    let mut cm = coh.map().ctx("mmap coherent")?;
+    let mut sm = st.map().ctx("mmap streaming")?;
+    fill_pattern(&mut cm, 2100);
+    fill_pattern(&mut sm, 2101);
+    st.sync(0, BUF as u64, SyncDir::ForDevice).ctx("sync")?;
+
+    let src = pattern(COPY_LEN, 2102);
+    let mut dst = vec![GUARD; COPY_LEN];
+    let (sa, da) = (src.as_ptr() as u64, dst.as_mut_ptr() as u64);
+    let mut rebind = None;
+    let (copy, trigger_at, gone, waited) = std::thread::scope(|s| -> Result<_, String> {
+        let devr = &dev;
+        let h = s.spawn(move || {
+            let mut req = EduDmaCopy {
+                src: sa,
+                dst: da,
+                len: COPY_LEN as u64,
+                ..Default::default()
+            };
+            // SAFETY: `dst` is not touched by the other thread until this one is joined.
+            let r = unsafe { devr.copy_raw(&mut req) };
+            (r, req.done, Instant::now())
+        });
+        // The copy is in flight once the device completed a few of its commands.
+        let t = Instant::now();
+        loop {
+            let n = dev.info().map(|i| i.dma_count).unwrap_or(0);
+            if n >= info.dma_count + 4 {
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(10) || h.is_finished() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let trigger_at = Instant::now();
+        match how {
+            How::Unplug => {
+                println!("EDU-UNPLUG-NOW 1");
+                let _ = std::io::stdout().flush();
+            }
+            How::Unbind => {
+                let w = std::fs::write(format!("{DRIVER}/unbind"), &addr);
+                rebind = Some(Rebind::new(&addr));
+                w.ctx(format!("write {addr} to {DRIVER}/unbind"))?;
+            }
+        }
+        // Busy polling keeps a vCPU running, so guest time does not jump ahead of the host's
+        // unplug (under -icount sleep=off an idle guest skips to its next timer).
+        let t = Instant::now();
+        while path.exists() && t.elapsed() < Duration::from_secs(10) {
+            std::thread::yield_now();
+        }
+        let gone = !path.exists();
+        let waited = t.elapsed();
+        let copy = h.join().map_err(|_| "copy thread panicked".to_string())?;
+        Ok((copy, trigger_at, gone, waited))
+    })?;
+    let (r, done, ended) = copy;
+    diag(format!(
+        "{how:?}: copy ended {} ms after the trigger with {}, done {done} of {COPY_LEN}; \
+         node gone: {gone} after {} ms",
+        ended.saturating_duration_since(trigger_at).as_millis(),
+        match &r {
+            Ok(_) => "success".to_string(),
+            Err(e) => errno_name(e.raw_os_error().unwrap_or(-1)),
+        },
+        waited.as_millis()
+    ));
+    ensure(gone, || {
+        format!("{} still exists 10 s after the {how:?}", path.display())
+    })?;
+    match r {
+        Ok(_) => ensure_eq(done, COPY_LEN as u64, "done after a successful copy")?,
+        Err(e) => {
+            expect_errno(Err::<(), _>(e), libc::ENODEV, "the in-flight COPY")?;
+            ensure(done < COPY_LEN as u64, || {
+                format!("failed with done {done}")
+            })?;
+        }
+    }
+    ensure(done >= 4096, || {
+        format!("done {done}: the copy was not in flight at the {how:?}")
+    })?;
+    let d = done as usize;
+    check_same(&dst[..d], &src[..d], "bytes reported done")?;
+    check_fill(&dst[d..], GUARD, "bytes after done")?;
+
+    all_enodev(&dev, coh.handle(), st.handle())?;
+    // The streaming buffer's pages belong to the mapping: intact, in this process.
+    check_pattern(&sm, 2101, "streaming mapping after the device left")?;
+    // Documented (docs/reliability.md): the device's DMA memory is freed when it goes away, and
+    // a coherent mapping is zapped first, so touching it raises SIGBUS (in a child, so that only
+    // the child dies). Anything else (the old memory still readable, SIGSEGV) fails.
+    let (ptr, len) = (cm.as_ptr() as usize, cm.len());
+    let stc = in_child(|| {
+        // SAFETY: the inherited coherent mapping; touching it is the point.
+        let s = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
+        let sum = s.iter().fold(0u8, |a, &b| a.wrapping_add(b));
+        std::hint::black_box(sum);
+        if check_pattern(s, 2100, "").is_ok() {
+            0
+        } else {
+            3
+        }
+    })?;
+    match stc {
+        ChildStatus::Signaled(libc::SIGBUS) => diag(format!(
+            "{how:?}: coherent mapping of {len} bytes: SIGBUS on access (zapped)"
+        )),
+        other => {
+            return Err(format!(
+                "touching the coherent mapping after the {how:?}: child {other:?} \
+                 (0: readable with the old data, 3: readable, data differ), expected SIGBUS"
+            ))
+        }
+    }
+    // Close: buffers (free answers whatever it answers), mappings, file.
+    drop(coh);
+    drop(st);
+    drop(cm);
+    drop(sm);
+    drop(dev);
+
+    match how {
+        How::Unbind => {
+            let mut rb = rebind.ok_or("no rebind guard")?;
+            rb.bind()?;
+            let d = find_node(&addr, Duration::from_secs(5))
+                .ok_or_else(|| format!("no /dev/edu-dma* node for {addr} after bind"))?;
+            diag(format!("{addr} is {} again", d.path().display()));
+            works(&d, 2110)
+        }
+        How::Unplug => {
+            ensure(
+                !Path::new(&format!("/sys/bus/pci/devices/{addr}")).exists(),
+                || format!("{addr} still in sysfs after the unplug"),
+            )?;
+            works(&open(0)?, 2120)
+        }
+    }
+}
