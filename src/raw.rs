@@ -369,15 +369,13 @@ impl Pinned {
         let n = (offset + len).div_ceil(PAGE_SIZE);
         let mut pages = KVec::from_elem(ptr::null_mut(), n, GFP_KERNEL)?;
         let flags = if write { bindings::FOLL_WRITE } else { 0 };
-        let task = kernel::current!();
-        let mm = task.mm().ok_or(EFAULT)?;
-        // The locked slow path, not `pin_user_pages_fast`: it checks the VMA, so `VM_IO` and
-        // `VM_PFNMAP` mappings (coherent buffers, whatever the DMA backend) are refused alike.
-        let guard = mm.mmap_read_lock();
-        // SAFETY: `pages` has room for `n` entries; the caller's mmap lock is held (`guard`);
-        // GUP validates the user range itself.
-        let got = unsafe { bindings::pin_user_pages(addr - offset, n, flags, pages.as_mut_ptr()) };
-        drop(guard);
+        // The slow path, not `pin_user_pages_fast`: it checks each VMA (taking the mmap lock
+        // itself), so `VM_IO` and `VM_PFNMAP` mappings (coherent buffers, whatever the DMA
+        // backend) are refused alike.
+        // SAFETY: `pages` has room for `n` entries; GUP validates the user range itself.
+        let got = unsafe {
+            bindings::pin_user_pages_unlocked(addr - offset, n, pages.as_mut_ptr(), flags)
+        };
         let got = got as isize;
         if got < 0 {
             // GUP's EOVERFLOW means "range runs past the end of the address space": unpinnable
