@@ -293,10 +293,14 @@ impl Engine<'_> {
             })
             .ok_or(ENODEV)?;
 
-        let ret = self.wait_irq(IRQ_DMA, timeout_ms, || self.dma_idle());
-        if ret.is_err() {
+        if let Err(e) = self.wait_irq(IRQ_DMA, timeout_ms, || self.dma_idle()) {
             self.wait_idle()?;
-            return ret;
+            // A device that vanished mid-command (surprise removal) reads all-ones.
+            return Err(if e == ETIMEDOUT && !self.present() {
+                ENODEV
+            } else {
+                e
+            });
         }
         edu.stats.dma_cmds.add(1, Relaxed);
         edu.stats.dma_bytes.add(len as u64, Relaxed);
@@ -353,6 +357,14 @@ impl Engine<'_> {
                 }
             }
         }
+    }
+
+    /// Whether the device still answers (an unplugged one reads all-ones or is unmapped).
+    fn present(&self) -> bool {
+        self.edu
+            .bar
+            .try_access_with(|bar| bar.read(IDENT).into_raw() != u32::MAX)
+            .unwrap_or(false)
     }
 
     /// Whether no DMA command runs, or the device is gone.

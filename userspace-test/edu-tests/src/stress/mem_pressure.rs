@@ -53,7 +53,14 @@ pub fn mem_pressure() -> TestResult {
             }
             Ok((rounds, peak))
         });
-        let r = dev.copy(src, &mut dst[off..off + n]);
+        // A per-command timeout well above the device's 100 ms: this test loads the emulated
+        // machine on purpose, and a late completion is not what it checks.
+        let r = dev.copy_with(
+            edu_dma::CopySrc::User(src),
+            edu_dma::CopyDst::User(&mut dst[off..off + n]),
+            n as u64,
+            10_000,
+        );
         stop.store(true, Ordering::Relaxed);
         let pr = p
             .join()
