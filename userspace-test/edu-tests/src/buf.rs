@@ -194,47 +194,22 @@ fn round_trip(kind: BufKind) -> TestResult {
     let mut dm = dst.map().ctx("mmap dst")?;
     let before = dev.info().ctx("info")?;
     let combos = combos();
+    let pair = Pair {
+        src: &src,
+        dst: &dst,
+    };
     let mut bytes = 0u64;
     let mut cmds = 0u64;
     for (idx, &(count, so, wo)) in combos.iter().enumerate() {
         let what = format!("count {count} buf_offset {so} win_offset {wo}");
-        let n = count as usize;
         let seed = 1000 + idx as u64;
         let so_u = so as usize;
-        // Source: the pattern in the range, its complement around it.
+        // Background fills around the ranges `Pair::once` writes and checks; the destination
+        // sits at a different offset than the source.
         sm.fill(0x3c);
-        fill_pattern(&mut sm[so_u..so_u + n], seed);
-        // Destination at a different offset, with guards; the range starts as the inverse.
         let dof = GUARD_LEN + (so_u + 37) % 4000;
         dm.fill(0x5a);
-        dm[dof - GUARD_LEN..dof].fill(GUARD);
-        dm[dof + n..dof + n + GUARD_LEN].fill(GUARD);
-        for (i, b) in dm[dof..dof + n].iter_mut().enumerate() {
-            *b = !pattern_byte(seed, i as u64);
-        }
-        let glen = (n + 2 * GUARD_LEN) as u64;
-        let gstart = (dof - GUARD_LEN) as u64;
-        src.sync(so, u64::from(count), SyncDir::ForDevice)
-            .ctx(format!("{what}: sync src for device"))?;
-        dst.sync(gstart, glen, SyncDir::ForDevice)
-            .ctx(format!("{what}: sync dst for device"))?;
-        src.xfer(so, wo, count, Dir::ToDevice, 0)
-            .ctx(format!("{what}: xfer to device"))?;
-        dst.xfer(dof as u64, wo, count, Dir::FromDevice, 0)
-            .ctx(format!("{what}: xfer from device"))?;
-        dst.sync(gstart, glen, SyncDir::ForCpu)
-            .ctx(format!("{what}: sync dst for cpu"))?;
-        check_pattern(&dm[dof..dof + n], seed, &format!("{what}: data"))?;
-        check_fill(
-            &dm[dof - GUARD_LEN..dof],
-            GUARD,
-            &format!("{what}: guard before"),
-        )?;
-        check_fill(
-            &dm[dof + n..dof + n + GUARD_LEN],
-            GUARD,
-            &format!("{what}: guard after"),
-        )?;
+        pair.once(&mut sm, &mut dm, (count, so, wo, dof), seed, &what)?;
         bytes += 2 * u64::from(count);
         cmds += commands(kind, so, count) + commands(kind, dof as u64, count);
     }
@@ -253,6 +228,61 @@ fn round_trip(kind: BufKind) -> TestResult {
     Ok(())
 }
 
+/// A source and a destination buffer for round trips through the window.
+struct Pair<'a, 'd> {
+    src: &'a edu_dma::Buffer<'d>,
+    dst: &'a edu_dma::Buffer<'d>,
+}
+
+impl Pair<'_, '_> {
+    /// One verified round trip of `count` bytes: the `seed` pattern at `so` in the source goes to
+    /// the window at `wo`, then back into the destination at `dof` between two guards (the range
+    /// starts as the pattern's inverse); data and guards are checked through the mappings.
+    fn once(
+        &self,
+        sm: &mut [u8],
+        dm: &mut [u8],
+        (count, so, wo, dof): (u32, u64, u32, usize),
+        seed: u64,
+        what: &str,
+    ) -> TestResult {
+        let n = count as usize;
+        fill_pattern(&mut sm[so as usize..so as usize + n], seed);
+        dm[dof - GUARD_LEN..dof].fill(GUARD);
+        dm[dof + n..dof + n + GUARD_LEN].fill(GUARD);
+        for (i, b) in dm[dof..dof + n].iter_mut().enumerate() {
+            *b = !pattern_byte(seed, i as u64);
+        }
+        let (gstart, glen) = ((dof - GUARD_LEN) as u64, (n + 2 * GUARD_LEN) as u64);
+        self.src
+            .sync(so, u64::from(count), SyncDir::ForDevice)
+            .ctx(format!("{what}: sync src for device"))?;
+        self.dst
+            .sync(gstart, glen, SyncDir::ForDevice)
+            .ctx(format!("{what}: sync dst for device"))?;
+        self.src
+            .xfer(so, wo, count, Dir::ToDevice, 0)
+            .ctx(format!("{what}: xfer to device"))?;
+        self.dst
+            .xfer(dof as u64, wo, count, Dir::FromDevice, 0)
+            .ctx(format!("{what}: xfer from device"))?;
+        self.dst
+            .sync(gstart, glen, SyncDir::ForCpu)
+            .ctx(format!("{what}: sync dst for cpu"))?;
+        check_pattern(&dm[dof..dof + n], seed, &format!("{what}: data"))?;
+        check_fill(
+            &dm[dof - GUARD_LEN..dof],
+            GUARD,
+            &format!("{what}: guard before"),
+        )?;
+        check_fill(
+            &dm[dof + n..dof + n + GUARD_LEN],
+            GUARD,
+            &format!("{what}: guard after"),
+        )
+    }
+}
+
 /// Every count 1..=4096, cycling through buffer offsets (page-crossing ones included) and both
 /// ends of the window: each byte verified, guards around the destination untouched.
 /// 8,000-10,000 commands per kind: run where `EDU_TEST_EXHAUSTIVE=1` (`make check` sets it in
@@ -269,6 +299,10 @@ fn every_count(kind: BufKind) -> TestResult {
     let mut dm = dst.map().ctx("mmap dst")?;
     let before = dev.info().ctx("info")?;
     let src_offs = [0u64, 1, 7, 2048, 4095];
+    let pair = Pair {
+        src: &src,
+        dst: &dst,
+    };
     let mut cmds = 0;
     for count in 1u32..=4096 {
         let n = count as usize;
@@ -277,34 +311,7 @@ fn every_count(kind: BufKind) -> TestResult {
         let dof = GUARD_LEN + (n * 13) % 2048;
         let what = format!("count {count} buf_offset {so} win_offset {wo} dst_offset {dof}");
         let seed = 7000 + u64::from(count);
-        fill_pattern(&mut sm[so as usize..so as usize + n], seed);
-        dm[dof - GUARD_LEN..dof].fill(GUARD);
-        dm[dof + n..dof + n + GUARD_LEN].fill(GUARD);
-        for (i, b) in dm[dof..dof + n].iter_mut().enumerate() {
-            *b = !pattern_byte(seed, i as u64);
-        }
-        let (gstart, glen) = ((dof - GUARD_LEN) as u64, (n + 2 * GUARD_LEN) as u64);
-        src.sync(so, u64::from(count), SyncDir::ForDevice)
-            .ctx(format!("{what}: sync src"))?;
-        dst.sync(gstart, glen, SyncDir::ForDevice)
-            .ctx(format!("{what}: sync dst"))?;
-        src.xfer(so, wo, count, Dir::ToDevice, 0)
-            .ctx(format!("{what}: to device"))?;
-        dst.xfer(dof as u64, wo, count, Dir::FromDevice, 0)
-            .ctx(format!("{what}: from device"))?;
-        dst.sync(gstart, glen, SyncDir::ForCpu)
-            .ctx(format!("{what}: sync dst for cpu"))?;
-        check_pattern(&dm[dof..dof + n], seed, &format!("{what}: data"))?;
-        check_fill(
-            &dm[dof - GUARD_LEN..dof],
-            GUARD,
-            &format!("{what}: guard before"),
-        )?;
-        check_fill(
-            &dm[dof + n..dof + n + GUARD_LEN],
-            GUARD,
-            &format!("{what}: guard after"),
-        )?;
+        pair.once(&mut sm, &mut dm, (count, so, wo, dof), seed, &what)?;
         cmds += commands(kind, so, count) + commands(kind, dof as u64, count);
     }
     let after = dev.info().ctx("info")?;
