@@ -4,7 +4,8 @@
 //! PFNs) and streaming (ordinary zeroed pages, each mapped for the device with the streaming DMA
 //! API and inserted into userspace VMAs as normal pages, so GUP users work on them).
 //!
-//! Memory is charged to the device (module parameter `buf_cap_kib`) until the buffer is dropped.
+//! Memory is charged to the device (module parameter `buf_cap_kib`) until the buffer is dropped,
+//! and counted against the file that holds it (`file_cap_kib`).
 //!
 //! Unbind revokes every buffer of the device ([`Buffer::revoke`]), so no DMA allocation or mapping
 //! outlives the binding: user mappings of coherent memory are zapped first (later accesses get
@@ -80,12 +81,13 @@ pub(crate) struct Buffer {
 
 impl Buffer {
     /// Allocates `size` bytes (rounded up to pages) of `kind` memory for `edu` and registers it
-    /// with the device for revocation.
+    /// with the device for revocation. `room`: what the caller's own cap still allows.
     pub(crate) fn new(
         dev: &device::Device<Bound>,
         edu: &Arc<EduDevice>,
         size: u64,
         kind: u32,
+        room: usize,
     ) -> Result<Arc<Self>> {
         let cap = *crate::module_parameters::buf_cap_kib.value() as usize * 1024;
         let coherent = match kind {
@@ -99,7 +101,7 @@ impl Buffer {
         let size = usize::try_from(size)
             .ok()
             .and_then(|s| s.checked_next_multiple_of(PAGE_SIZE))
-            .filter(|&s| s <= cap)
+            .filter(|&s| s <= cap && s <= room)
             .ok_or(ENOMEM)?;
         {
             let mut st = edu.state.lock();

@@ -47,6 +47,10 @@ kernel::module_pci_driver! {
             default: 8192,
             description: "Cap on DMA buffer memory per device, in KiB",
         },
+        file_cap_kib: u32 {
+            default: 8192,
+            description: "Cap on DMA buffer memory per open file, in KiB",
+        },
         pin_window: u32 {
             default: 256,
             description: "Pages a copy request pins at once",

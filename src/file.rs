@@ -201,10 +201,19 @@ impl EduFile {
         if req.flags != 0 || req.reserved != 0 {
             return Err(EINVAL);
         }
+        // The file lock is held from the cap check to the insertion: concurrent allocations on
+        // one file cannot both pass it.
+        let mut bufs = self.bufs.lock();
+        let cap = *crate::module_parameters::file_cap_kib.value() as usize * 1024;
+        let held: usize = Iterator::chain(
+            bufs.live.iter().map(|e| e.buf.size()),
+            bufs.zombies.iter().map(|b| b.size()),
+        )
+        .sum();
+        let room = cap.saturating_sub(held);
         let buf = self
             .edu
-            .bound(|dev| Buffer::new(dev, &self.edu, req.size, req.kind))?;
-        let mut bufs = self.bufs.lock();
+            .bound(|dev| Buffer::new(dev, &self.edu, req.size, req.kind, room))?;
         let handle = bufs.next;
         let entry = Entry {
             handle,

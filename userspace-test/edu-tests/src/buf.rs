@@ -12,6 +12,7 @@ pub fn tests() -> Vec<Test> {
     let mut v = vec![
         test("alloc_invalid", alloc_invalid),
         test("foreign_handle", foreign_handle),
+        test("file_cap", file_cap),
     ];
     for kind in KINDS {
         let k = kind.name();
@@ -226,6 +227,36 @@ fn round_trip(kind: BufKind) -> TestResult {
     )?;
     diag(format!("{} round trips, {cmds} DMA commands", combos.len()));
     Ok(())
+}
+
+/// The per-file cap (module parameter `file_cap_kib`, told to the test through
+/// `EDU_TEST_FILE_CAP_KIB`; skipped when unset): one file cannot go past it, another file can
+/// still allocate, and freeing makes room again.
+fn file_cap() -> TestResult {
+    let Some(kib) = std::env::var("EDU_TEST_FILE_CAP_KIB").ok() else {
+        diag("skip file_cap: EDU_TEST_FILE_CAP_KIB is not set");
+        return Ok(());
+    };
+    let cap: u64 = kib.parse::<u64>().map_err(|e| e.to_string())? * 1024;
+    let a = open(0)?;
+    let b = open(0)?;
+    let mut held = Vec::new();
+    for kind in KINDS {
+        held.push(a.alloc(cap / 2, kind).ctx("alloc half the cap")?);
+    }
+    expect_errno(
+        a.alloc(4096, BufKind::Coherent),
+        libc::ENOMEM,
+        "one page past the file cap",
+    )?;
+    let other = b
+        .alloc(4096, BufKind::Streaming)
+        .ctx("alloc in another file")?;
+    drop(other);
+    held.pop();
+    a.alloc(cap / 2, BufKind::Streaming)
+        .ctx("alloc after freeing")
+        .map(drop)
 }
 
 /// A source and a destination buffer for round trips through the window.
