@@ -59,7 +59,6 @@ use crate::{
         self,
         CopyJob,
         Side,
-        UserDma,
         COPY_MAX, //
     },
 };
@@ -298,8 +297,10 @@ impl EduFile {
         let (addr, len) = userpages::check_user_range(req.addr, req.len.into())?;
         let (win, _) = window_range(req.win_offset, req.len)?;
         let tmo = timeout(req.timeout_ms);
-        self.edu
-            .bound(|dev| userpages::user_xfer(&self.edu, dev, addr, len, win, dir, tmo))
+        self.edu.bound(|dev| {
+            let pinned = Pinned::from_user(addr, len, dir == Dir::FromDevice)?;
+            userpages::pinned_xfer(&self.edu, dev, pinned, win, dir, tmo)
+        })
     }
 
     fn side(&self, addr: u64, len: u64, is_buf: bool, handle: u32) -> Result<Side> {
@@ -372,11 +373,8 @@ impl EduFile {
                     break;
                 }
                 let n = pinned.len();
-                let dma = UserDma::map(dev, pinned, dir)?;
-                let mut pieces = KVec::new();
-                dma.pieces(&mut pieces)?;
                 let win = *pos as usize + done;
-                userpages::run_pieces(&self.edu.engine()?, &pieces, win, dir, timeout(0))?;
+                userpages::pinned_xfer(&self.edu, dev, pinned, win, dir, timeout(0))?;
                 done += n;
             }
             Ok(())

@@ -99,20 +99,16 @@ pub(crate) fn run_pieces(
     Ok(())
 }
 
-/// Zero-copy transfer between user memory and the window.
-pub(crate) fn user_xfer(
+/// Zero-copy transfer between pinned memory and the window at `win_off` (range already
+/// validated); the mapping is undone and the pins released when this returns.
+pub(crate) fn pinned_xfer(
     edu: &EduDevice,
     dev: &device::Device<Bound>,
-    addr: usize,
-    len: usize,
+    pinned: Pinned,
     win_off: usize,
     dir: Dir,
     timeout_ms: u32,
 ) -> Result {
-    if len > DMA_WINDOW_SIZE || win_off + len > DMA_WINDOW_SIZE {
-        return Err(EINVAL);
-    }
-    let pinned = Pinned::from_user(addr, len, dir == Dir::FromDevice)?;
     let dma = UserDma::map(dev, pinned, dir)?;
     let mut pieces = KVec::new();
     dma.pieces(&mut pieces)?;
