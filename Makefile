@@ -35,7 +35,7 @@ lint: module
 	scripts/lint
 
 fmt:
-	rustfmt --config-path $(KDIR)/source/.rustfmt.toml --edition 2021 src/*.rs
+	rustfmt --config-path $(KDIR)/source/.rustfmt.toml --edition 2021 src/*.rs src/raw/*.rs
 
 check-uapi: userspace
 	userspace-test/uapi-check/run.sh

@@ -1,26 +1,23 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! DMA buffers owned by an open file: coherent (`dma_alloc_coherent`, mapped into userspace as
-//! PFNs) and streaming (ordinary zeroed pages, each mapped for the device with the streaming DMA
-//! API and inserted into userspace VMAs as normal pages, so GUP users work on them).
+//! device memory) and streaming (ordinary zeroed pages, each mapped for the device with the
+//! streaming DMA API and inserted into userspace VMAs as normal pages, so GUP users work on them).
 //!
-//! Memory is charged to the device (module parameter `buf_cap_kib`) until the buffer is dropped,
-//! and counted against the file that holds it (`file_cap_kib`).
+//! A buffer's memory is charged to the device's budget (`buf_cap_kib`) for as long as the buffer
+//! lives; the caller checks its own cap (`file_cap_kib`) through `room`.
 //!
-//! Unbind revokes every buffer of the device ([`Buffer::revoke`]), so no DMA allocation or mapping
-//! outlives the binding: user mappings of coherent memory are zapped first (later accesses get
-//! `SIGBUS`), then the memory is freed; streaming pages only lose their device mappings and stay
-//! valid memory for whoever maps them.
+//! Unbind revokes every buffer ([`Revoke`]), so no DMA allocation or mapping outlives the binding:
+//! user mappings of coherent memory are zapped first (later accesses get `SIGBUS`), then the
+//! memory is freed; streaming pages only lose their device mappings and stay valid memory for
+//! whoever maps them.
 
 use kernel::{
     device::{
         self,
         Bound, //
     },
-    dma::{
-        Coherent,
-        DmaAddress, //
-    },
+    dma::Coherent,
     fs::File,
     mm::{
         virt::VmaNew,
@@ -40,24 +37,43 @@ use kernel::{
 };
 
 use crate::{
-    device::EduDevice,
-    raw::{
-        self,
-        FileMapping,
-        PageMap, //
+    device::{
+        Charge,
+        Live,
+        Revoke, //
     },
-    regs::DMA_WINDOW_SIZE,
-    uapi, //
+    raw::{
+        dma::{
+            self,
+            Owner,
+            PageMap, //
+        },
+        vm::{
+            self,
+            FileMapping, //
+        },
+    },
+    split::{
+        self,
+        Backing,
+        Piece, //
+    },
 };
 
-/// A piece of a buffer that one device command can move: bus address and length.
-pub(crate) type Piece = (DmaAddress, usize);
+/// The kind of memory of a buffer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `dma_alloc_coherent` memory: no syncs, mapped into userspace as device memory.
+    Coherent,
+    /// Ordinary pages with streaming mappings: explicit ownership syncs, GUP-able user mappings.
+    Streaming,
+}
 
 /// The part of a buffer that unbind revokes.
 struct Inner {
     /// Coherent memory (coherent buffers, until revoked).
     coherent: Option<Coherent<[u8]>>,
-    /// Device mappings of `Buffer::pages` (streaming buffers, until revoked).
+    /// Device mappings of `Buffer::pages`, one per page (streaming buffers, until revoked).
     maps: KVec<PageMap>,
     /// The file mapping user mappings of this buffer live in, and the file offset of the
     /// buffer's first byte, once mapped.
@@ -68,96 +84,80 @@ struct Inner {
 }
 
 /// A DMA buffer of a page-multiple size.
-#[pin_data(PinnedDrop)]
+#[pin_data]
 pub(crate) struct Buffer {
     size: usize,
-    coherent: bool,
+    kind: Kind,
     /// Streaming memory (empty for coherent buffers); outlives the device mappings.
     pages: KVec<Page>,
     #[pin]
     inner: Mutex<Inner>,
-    edu: Arc<EduDevice>,
+    /// The device budget this buffer's memory is charged to.
+    _charge: Charge,
 }
 
 impl Buffer {
-    /// Allocates `size` bytes (rounded up to pages) of `kind` memory for `edu` and registers it
-    /// with the device for revocation. `room`: what the caller's own cap still allows.
-    pub(crate) fn new(
-        dev: &device::Device<Bound>,
-        edu: &Arc<EduDevice>,
-        size: u64,
-        kind: u32,
-        room: usize,
-    ) -> Result<Arc<Self>> {
-        let cap = *crate::module_parameters::buf_cap_kib.value() as usize * 1024;
-        let coherent = match kind {
-            uapi::EDU_DMA_BUF_COHERENT => true,
-            uapi::EDU_DMA_BUF_STREAMING => false,
-            _ => return Err(EINVAL),
-        };
+    /// Allocates `size` bytes (rounded up to pages) of `kind` memory and tracks it for
+    /// revocation at unbind. `room`: what the caller's own cap still allows (else `ENOMEM`).
+    pub(crate) fn new(live: &Live<'_>, kind: Kind, size: u64, room: usize) -> Result<Arc<Self>> {
         if size == 0 {
             return Err(EINVAL);
         }
         let size = usize::try_from(size)
             .ok()
             .and_then(|s| s.checked_next_multiple_of(PAGE_SIZE))
-            .filter(|&s| s <= cap && s <= room)
+            .filter(|&s| s <= room)
             .ok_or(ENOMEM)?;
-        {
-            let mut st = edu.state.lock();
-            if st.buf_bytes + size > cap {
-                return Err(ENOMEM);
-            }
-            st.buf_bytes += size;
-        }
-        match Self::alloc(dev, edu, size, coherent) {
-            // From here on `Drop` returns the charge.
-            Ok(buf) => edu.register_buffer(buf.clone()).map(|()| buf),
-            Err(e) => {
-                edu.state.lock().buf_bytes -= size;
-                Err(e)
-            }
-        }
+        let charge = live.charge(size)?;
+        let buf = Self::alloc(live.dev, kind, size, charge)?;
+        live.track(buf.clone())?;
+        Ok(buf)
     }
 
     fn alloc(
         dev: &device::Device<Bound>,
-        edu: &Arc<EduDevice>,
+        kind: Kind,
         size: usize,
-        coherent: bool,
+        charge: Charge,
     ) -> Result<Arc<Self>> {
         let n = size / PAGE_SIZE;
         let mut pages = KVec::new();
         let mut maps = KVec::new();
         let mut mem = None;
-        if coherent {
-            // ENOMEM also when the mask cannot be satisfied (e.g. ZONE_DMA exhausted).
-            mem = Some(
-                Coherent::<u8>::zeroed_slice(dev, size, GFP_KERNEL | __GFP_NOWARN)
-                    .map_err(|_| ENOMEM)?,
-            );
-        } else {
-            pages = KVec::with_capacity(n, GFP_KERNEL)?;
-            maps = KVec::with_capacity(n, GFP_KERNEL)?;
-            for _ in 0..n {
-                let page = raw::alloc_page()?;
-                maps.push(PageMap::new(dev, &page)?, GFP_KERNEL)?;
-                pages.push(page, GFP_KERNEL)?;
+        match kind {
+            Kind::Coherent => {
+                // ENOMEM also when the mask cannot be satisfied (e.g. ZONE_DMA exhausted).
+                mem = Some(
+                    Coherent::<u8>::zeroed_slice(dev, size, GFP_KERNEL | __GFP_NOWARN)
+                        .map_err(|_| ENOMEM)?,
+                );
+            }
+            Kind::Streaming => {
+                pages = KVec::with_capacity(n, GFP_KERNEL)?;
+                maps = KVec::with_capacity(n, GFP_KERNEL)?;
+                for _ in 0..n {
+                    let page = Page::alloc_page(GFP_KERNEL | __GFP_ZERO | __GFP_NOWARN)?;
+                    maps.push(PageMap::new(dev, &page)?, GFP_KERNEL)?;
+                    pages.push(page, GFP_KERNEL)?;
+                }
             }
         }
         Arc::pin_init(
             try_pin_init!(Self {
                 size,
-                coherent,
+                kind,
                 pages,
-                inner <- new_mutex!(Inner {
-                    coherent: mem,
-                    maps,
-                    mapping: None,
-                    mms: KVec::new(),
-                    revoked: false,
-                }),
-                edu: edu.clone(),
+                inner <- new_mutex!(
+                    Inner {
+                        coherent: mem,
+                        maps,
+                        mapping: None,
+                        mms: KVec::new(),
+                        revoked: false,
+                    },
+                    "Buffer::inner"
+                ),
+                _charge: charge,
             }),
             GFP_KERNEL,
         )
@@ -168,60 +168,56 @@ impl Buffer {
         self.size
     }
 
-    /// Whether this is coherent memory.
-    pub(crate) fn is_coherent(&self) -> bool {
-        self.coherent
+    /// The kind of memory.
+    pub(crate) fn kind(&self) -> Kind {
+        self.kind
     }
 
-    /// Checks that `[offset, offset + len)` lies in the buffer; returns the end.
-    pub(crate) fn check_range(&self, offset: u64, len: u64) -> Result<usize> {
-        offset
-            .checked_add(len)
-            .filter(|&end| end <= self.size as u64)
-            .map(|end| end as usize)
-            .ok_or(EINVAL)
+    /// Checks that `[offset, offset + len)` lies in the buffer; returns `(offset, end)`.
+    pub(crate) fn check_range(&self, offset: u64, len: u64) -> Result<(usize, usize)> {
+        split::range_in(offset, len, self.size).ok_or(EINVAL)
     }
 
-    /// Appends the device pieces covering `[offset, offset + len)` (already range-checked), each
-    /// within one page for streaming memory and within one window-size step of the range.
+    /// Appends the device pieces covering `[offset, offset + len)`, split at window steps of
+    /// the range and, for streaming memory, at pages.
     pub(crate) fn pieces(&self, offset: usize, len: usize, out: &mut KVec<Piece>) -> Result {
         let inner = self.inner.lock();
         if inner.revoked {
             return Err(ENODEV);
         }
-        let mut pos = offset;
-        let end = offset + len;
-        while pos < end {
-            let step = (pos - offset) / DMA_WINDOW_SIZE;
-            let step_end = (offset + (step + 1) * DMA_WINDOW_SIZE).min(end);
-            let (bus, n) = match &inner.coherent {
-                Some(c) => (c.dma_handle() + pos as u64, step_end - pos),
-                None => {
-                    let in_page = pos % PAGE_SIZE;
-                    let n = (PAGE_SIZE - in_page).min(step_end - pos);
-                    (inner.maps[pos / PAGE_SIZE].addr() + in_page as u64, n)
-                }
-            };
-            out.push((bus, n), GFP_KERNEL)?;
-            pos += n;
+        let end = offset.checked_add(len).ok_or(EINVAL)?;
+        let mut push = |p: Piece| out.push(p, GFP_KERNEL).map_err(Error::from);
+        match &inner.coherent {
+            Some(c) if end <= c.size() => {
+                let backing = Backing::<fn(usize) -> u64>::Contiguous(c.dma_handle());
+                split::buffer_pieces(&backing, offset, len, &mut push)
+            }
+            None if end <= inner.maps.len() * PAGE_SIZE => {
+                let maps = &inner.maps;
+                let backing = Backing::Pages {
+                    page_size: PAGE_SIZE,
+                    // In bounds: `end` is within the mapped pages (checked above).
+                    bus_of: |i: usize| maps.get(i).map_or(0, PageMap::addr),
+                };
+                split::buffer_pieces(&backing, offset, len, &mut push)
+            }
+            _ => Err(EINVAL),
         }
-        Ok(())
     }
 
-    /// Hands `[offset, offset + len)` to the CPU or to the device (streaming memory only).
-    pub(crate) fn sync(&self, offset: usize, len: usize, for_cpu: bool) -> Result {
+    /// Hands `[offset, offset + len)` to `to` (streaming memory; a no-op for coherent memory).
+    pub(crate) fn sync(&self, offset: usize, len: usize, to: Owner) -> Result {
         let inner = self.inner.lock();
         if inner.revoked {
             return Err(ENODEV);
         }
-        let mut pos = offset;
-        while pos < offset + len && !self.coherent {
-            let in_page = pos % PAGE_SIZE;
-            let n = (PAGE_SIZE - in_page).min(offset + len - pos);
-            inner.maps[pos / PAGE_SIZE].sync(in_page, n, for_cpu);
-            pos += n;
+        if self.kind == Kind::Coherent {
+            return Ok(());
         }
-        Ok(())
+        split::for_each_page_span(offset, len, PAGE_SIZE, |i, in_page, n| {
+            inner.maps.get(i).ok_or(EINVAL)?.sync(in_page, n, to);
+            Ok(())
+        })
     }
 
     /// Maps pages `first..` of the buffer into `vma` (already validated: shared, in bounds).
@@ -241,7 +237,7 @@ impl Buffer {
             inner.mms.push(ARef::from(&**mm), GFP_KERNEL)?;
         }
         if inner.mapping.is_none() {
-            let base = (raw::vma_pgoff(vma) - first) as u64 * PAGE_SIZE as u64;
+            let base = (vm::vma_pgoff(vma) - first) as u64 * PAGE_SIZE as u64;
             inner.mapping = Some((FileMapping::of(file), base));
         }
         match &inner.coherent {
@@ -250,7 +246,7 @@ impl Buffer {
                 // iommu-dma inserts pages): no GUP (EFAULT), no core dump.
                 vma.set_io();
                 vma.set_dontdump();
-                raw::mmap_coherent(dev, vma, c, first)
+                dma::mmap_coherent(dev, vma, c, first)
             }
             None => {
                 let mixed = vma.set_mixedmap();
@@ -262,10 +258,10 @@ impl Buffer {
             }
         }
     }
+}
 
-    /// Unbind: releases every DMA allocation and mapping of the buffer. The caller guarantees
-    /// that no command and no file operation uses the device any more.
-    pub(crate) fn revoke(&self) {
+impl Revoke for Buffer {
+    fn revoke(&self) {
         let (coherent, mms, mapping) = {
             let mut inner = self.inner.lock();
             if inner.revoked {
@@ -296,12 +292,5 @@ impl Buffer {
             mapping.zap(base, self.size);
         }
         drop(coherent);
-    }
-}
-
-#[pinned_drop]
-impl PinnedDrop for Buffer {
-    fn drop(self: Pin<&mut Self>) {
-        self.edu.state.lock().buf_bytes -= self.size;
     }
 }

@@ -9,6 +9,7 @@ use kernel::{
         Device as _,
         DmaMask, //
     },
+    io::Io,
     irq, pci,
     prelude::*,
     str::CString,
@@ -23,13 +24,16 @@ use kernel::{
 
 use crate::{
     device::{
-        self,
-        EduConfig,
-        EduDevice, //
+        EduDevice,
+        Ident,
+        Identity,
+        IrqMode,
+        Params, //
     },
-    raw::MiscNode,
-    regs::BAR0_SIZE,
-    uapi, //
+    file::EduNode,
+    raw,
+    regs::*,
+    split::WINDOW,
 };
 
 // SAFETY: `pci::Vendor` is `#[repr(transparent)]` over `u16`, and any `u16` is a valid vendor ID.
@@ -81,11 +85,46 @@ pub(crate) struct EduDriver;
 #[pin_data]
 pub(crate) struct EduData {
     #[pin]
-    node: MiscNode,
+    node: EduNode,
     #[pin]
     irq: irq::ThreadedRegistration<Arc<EduDevice>>,
     edu: Arc<EduDevice>,
     _instance: Instance,
+}
+
+/// Checks identification and liveness of a freshly mapped BAR; returns the identification.
+fn check_identity(pdev: &pci::Device<Core<'_>>, bar: &pci::Bar<'_, BAR0_SIZE>) -> Result<Ident> {
+    let id = bar.read(IDENT);
+    let ident = Ident {
+        raw: id.into_raw(),
+        major: id.major().get(),
+        minor: id.minor().get(),
+    };
+    if id.magic().get() != IDENT_MAGIC || ident.major != IDENT_MAJOR {
+        dev_err!(
+            pdev.as_ref(),
+            "unsupported edu identification {:#010x} (version {}.{}); this driver knows {}.x\n",
+            ident.raw,
+            ident.major,
+            ident.minor,
+            IDENT_MAJOR
+        );
+        return Err(ENODEV);
+    }
+    for probe in [0x1234_5678u32, 0xa5a5_0f0f] {
+        bar.write_reg(LIVENESS::from_raw(probe));
+        let got = bar.read(LIVENESS).into_raw();
+        if got != !probe {
+            dev_err!(
+                pdev.as_ref(),
+                "liveness check failed: wrote {:#x}, read {:#x}\n",
+                probe,
+                got
+            );
+            return Err(EIO);
+        }
+    }
+    Ok(ident)
 }
 
 impl pci::Driver for EduDriver {
@@ -99,74 +138,62 @@ impl pci::Driver for EduDriver {
         _info: &'bound Self::IdInfo,
     ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
         pin_init::pin_init_scope(move || -> Result<_> {
+            let params = Params::read();
             pdev.enable_device_mem()?;
             pdev.set_master();
 
-            let dma_bits = *crate::module_parameters::dma_bits.value();
-            if !(28..=64).contains(&dma_bits) {
-                dev_err!(pdev.as_ref(), "dma_bits={} out of 28..=64\n", dma_bits);
+            if !(28..=64).contains(&params.dma_bits) {
+                dev_err!(
+                    pdev.as_ref(),
+                    "dma_bits={} out of 28..=64\n",
+                    params.dma_bits
+                );
                 return Err(EINVAL);
             }
             // SAFETY: probe: no DMA allocation or mapping exists for this device yet.
             unsafe {
-                pdev.dma_set_mask_and_coherent(DmaMask::try_new(dma_bits)?)?;
+                pdev.dma_set_mask_and_coherent(DmaMask::try_new(params.dma_bits)?)?;
                 // One edu command moves at most one window; keep IOMMU merging below it.
-                pdev.dma_set_max_seg_size(uapi::EDU_DMA_WINDOW_SIZE);
+                pdev.dma_set_max_seg_size(WINDOW as u32);
             }
 
             let bar = pdev.iomap_region_sized::<BAR0_SIZE>(0, c"edu_dma")?;
-            let ident = device::check_identity(pdev, &bar)?;
+            let ident = check_identity(pdev, &bar)?;
             let bar = bar.into_devres()?;
 
-            let (vectors, irq_mode) = match pdev.alloc_irq_vectors(
-                1,
-                1,
-                pci::IrqTypes::default().with(pci::IrqType::Msi),
-            ) {
-                Ok(v) => (v, uapi::EDU_DMA_IRQ_MSI),
-                Err(_) => (
-                    pdev.alloc_irq_vectors(
-                        1,
-                        1,
-                        pci::IrqTypes::default().with(pci::IrqType::Intx),
-                    )?,
-                    uapi::EDU_DMA_IRQ_INTX,
-                ),
+            let msi = pci::IrqTypes::default().with(pci::IrqType::Msi);
+            let intx = pci::IrqTypes::default().with(pci::IrqType::Intx);
+            let (vectors, irq_mode) = match pdev.alloc_irq_vectors(1, 1, msi) {
+                Ok(v) => (v, IrqMode::Msi),
+                Err(_) => (pdev.alloc_irq_vectors(1, 1, intx)?, IrqMode::Intx),
             };
-            let flags = if irq_mode == uapi::EDU_DMA_IRQ_INTX {
-                irq::Flags::SHARED
-            } else {
-                irq::Flags::TRIGGER_NONE
+            let (flags, mode) = match irq_mode {
+                IrqMode::Intx => (irq::Flags::SHARED, "INTx"),
+                IrqMode::Msi => (irq::Flags::TRIGGER_NONE, "MSI"),
             };
 
             let instance = Instance::alloc()?;
-            let cfg = EduConfig {
-                bar,
+            let id = Identity {
                 instance: instance.0,
-                irq_mode,
-                dma_bits,
                 ident,
+                irq_mode,
+                loc: raw::pci::location(pdev),
             };
-            let edu = Arc::pin_init(EduDevice::new(pdev, cfg), GFP_KERNEL)?;
+            let edu = Arc::pin_init(EduDevice::new(pdev, bar, id, params)?, GFP_KERNEL)?;
             let name = CString::try_from_fmt(fmt!("edu-dma{}", instance.0))?;
-            let mode = if irq_mode == uapi::EDU_DMA_IRQ_MSI {
-                "MSI"
-            } else {
-                "INTx"
-            };
             dev_info!(
                 pdev.as_ref(),
                 "edu {}.{} bound as /dev/edu-dma{} ({}, {}-bit DMA)\n",
-                ident >> 24,
-                (ident >> 16) & 0xff,
+                ident.major,
+                ident.minor,
                 instance.0,
                 mode,
-                dma_bits
+                params.dma_bits
             );
 
             Ok(try_pin_init!(EduData {
                 irq <- pdev.request_threaded_irq(*vectors.start(), flags, c"edu_dma", Ok::<_, Error>(edu.clone())),
-                node <- MiscNode::register(name, pdev.as_ref(), edu.clone()),
+                node <- EduNode::register(name, pdev.as_ref(), edu.clone()),
                 edu,
                 _instance: instance,
             }))
@@ -175,6 +202,10 @@ impl pci::Driver for EduDriver {
 
     fn unbind<'bound>(pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
         this.edu.shutdown(pdev);
-        dev_info!(pdev.as_ref(), "unbound /dev/edu-dma{}\n", this.edu.instance);
+        dev_info!(
+            pdev.as_ref(),
+            "unbound /dev/edu-dma{}\n",
+            this.edu.id.instance
+        );
     }
 }

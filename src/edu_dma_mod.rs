@@ -7,26 +7,43 @@
 //! mapped into userspace, and zero-copy DMA of pinned user memory. Userspace reaches each device
 //! through `/dev/edu-dma<N>`; the API is `include/uapi/linux/edu_dma.h`.
 //!
-//! Files by responsibility:
-//! - [`driver`]: PCI glue (probe/unbind).
-//! - [`regs`]: the register map.
-//! - [`device`]: per-device shared state and the command engine.
-//! - [`irq`]: the interrupt handler.
-//! - [`buffer`]: coherent and streaming DMA buffers.
+//! A newcomer should read [docs/walkthrough.md](../docs/walkthrough.md) first: it traces a
+//! coherent, a streaming and a zero-copy transfer and an unbind through these files.
+//!
+//! Files, in the order a request flows (file -> validate -> pin/map -> engine <- interrupt):
+//! - [`file`]: the `/dev` node: parses the uapi into typed requests (no uapi integer goes below
+//!   it), buffer handles, mmap, read/write.
+//! - [`xfer`]: transfers and the copy engine: turn a validated request into device pieces and
+//!   run them on the engine.
+//! - [`buffer`]: coherent and streaming DMA buffers, revoked at unbind.
 //! - [`userpages`]: pinned user memory mapped through a scatter-gather table.
-//! - [`file`]: the `/dev` node: ioctl, mmap, read/write.
+//! - [`split`]: the arithmetic of ranges and pieces (no kernel dependency; unit-tested on the
+//!   host, shared with userspace like `uapi`).
+//! - [`device`]: per-device shared state, lifetime protocol, lock order, revocation, budget.
+//! - [`engine`]: the command engine (one command at a time on BAR0, completed by the IRQ).
+//! - [`irq`]: the interrupt handler.
+//! - [`regs`]: the register map.
+//! - [`driver`]: PCI glue (probe/unbind).
 //! - [`uapi`]: the userspace API (shared with the userspace library).
-//! - [`raw`]: the only module that calls raw `bindings`, as thin safe wrappers.
+//! - [`raw`]: the unsafe layer, one leaf per subject (`cred`, `dma`, `gup`, `misc`, `pci`, `vm`):
+//!   the only users of raw `bindings`, importing nothing of the driver.
+//!
+//! Import graph (`use crate::`), with no cycle: `driver` -> `file` -> `xfer` -> `userpages` /
+//! `buffer` -> `device` -> `engine` -> `regs`, `split`; every module may use `raw`, `split`,
+//! `regs` and `uapi` (`uapi` only `file`), which import no driver module.
 
 mod buffer;
 mod device;
 mod driver;
+mod engine;
 mod file;
 mod irq;
 mod raw;
 mod regs;
+mod split;
 mod uapi;
 mod userpages;
+mod xfer;
 
 kernel::module_pci_driver! {
     type: driver::EduDriver,

@@ -43,19 +43,34 @@ use kernel::{
 };
 
 use crate::{
-    buffer::Buffer,
+    buffer::{
+        Buffer,
+        Kind, //
+    },
     device::{
-        Dir,
-        EduDevice, //
+        EduDevice,
+        IrqMode,
+        Live, //
     },
+    engine::Dir,
     raw::{
-        self,
-        MiscNode,
-        Pinned, //
+        cred,
+        dma::Owner,
+        gup::Pinned,
+        misc::{
+            Fops,
+            MiscNode,
+            NodeFile, //
+        },
+        vm::vma_pgoff,
     },
-    regs::DMA_WINDOW_SIZE,
+    split::{
+        self,
+        WINDOW, //
+    },
     uapi::*,
-    userpages::{
+    userpages,
+    xfer::{
         self,
         CopyJob,
         Side,
@@ -89,6 +104,20 @@ uapi_bytes!(
 const MMAP_HANDLE_SHIFT: u32 = 32;
 const MMAP_PGOFF_HANDLE_SHIFT: u32 = MMAP_HANDLE_SHIFT - kernel::page::PAGE_SHIFT as u32;
 
+/// The `file_operations` of every `/dev/edu-dma<N>`.
+static FOPS: Fops = Fops::new::<EduFile>(&crate::THIS_MODULE);
+
+impl NodeFile for EduFile {
+    type Data = Arc<EduDevice>;
+
+    fn fops() -> &'static Fops {
+        &FOPS
+    }
+}
+
+/// The `/dev` node of one device.
+pub(crate) type EduNode = MiscNode<EduFile>;
+
 struct Entry {
     handle: u32,
     buf: Arc<Buffer>,
@@ -111,13 +140,7 @@ pub(crate) struct EduFile {
     bufs: Mutex<Bufs>,
 }
 
-fn timeout(ms: u32) -> u32 {
-    if ms == 0 {
-        *crate::module_parameters::timeout_ms.value()
-    } else {
-        ms
-    }
-}
+// The uapi, parsed: below this file no uapi integer travels.
 
 fn direction(flags: u32) -> Result<Dir> {
     match flags {
@@ -127,13 +150,37 @@ fn direction(flags: u32) -> Result<Dir> {
     }
 }
 
+fn buffer_kind(kind: u32) -> Result<Kind> {
+    match kind {
+        EDU_DMA_BUF_COHERENT => Ok(Kind::Coherent),
+        EDU_DMA_BUF_STREAMING => Ok(Kind::Streaming),
+        _ => Err(EINVAL),
+    }
+}
+
+fn sync_owner(flags: u32) -> Result<Owner> {
+    match flags {
+        EDU_DMA_SYNC_FOR_DEVICE => Ok(Owner::Device),
+        EDU_DMA_SYNC_FOR_CPU => Ok(Owner::Cpu),
+        _ => Err(EINVAL),
+    }
+}
+
+fn irq_mode(mode: IrqMode) -> u32 {
+    match mode {
+        IrqMode::Intx => EDU_DMA_IRQ_INTX,
+        IrqMode::Msi => EDU_DMA_IRQ_MSI,
+    }
+}
+
 /// Checks a window range: count 1..=4096 within the window.
 fn window_range(win_off: u32, count: u32) -> Result<(usize, usize)> {
-    let (w, c) = (win_off as usize, count as usize);
-    if c == 0 || w.checked_add(c).is_none_or(|end| end > DMA_WINDOW_SIZE) {
-        return Err(EINVAL);
-    }
-    Ok((w, c))
+    split::window_range(win_off, count).ok_or(EINVAL)
+}
+
+/// Checks a user range: non-empty, not wrapping.
+fn user_range(addr: u64, len: u64) -> Result<(usize, usize)> {
+    split::user_range(addr, len).ok_or(EINVAL)
 }
 
 #[pinned_drop]
@@ -141,12 +188,21 @@ impl PinnedDrop for EduFile {
     fn drop(self: Pin<&mut Self>) {
         let bufs = self.bufs.lock();
         for buf in Iterator::chain(bufs.live.iter().map(|e| &e.buf), bufs.zombies.iter()) {
-            self.edu.unregister_buffer(buf);
+            self.edu.untrack(&**buf);
         }
     }
 }
 
 impl EduFile {
+    /// A request's timeout: its own, or the default for 0.
+    fn timeout(&self, ms: u32) -> u32 {
+        if ms == 0 {
+            self.edu.params.timeout_ms
+        } else {
+            ms
+        }
+    }
+
     fn buffer(&self, handle: u32) -> Result<Arc<Buffer>> {
         let bufs = self.bufs.lock();
         bufs.live
@@ -159,18 +215,18 @@ impl EduFile {
     fn info(&self) -> Result<EduDmaInfo> {
         let edu = &self.edu;
         edu.bound(|_| Ok(()))?;
-        let s = &edu.stats;
+        let (id, s) = (&edu.id, edu.engine.stats());
         Ok(EduDmaInfo {
-            ident: edu.ident,
-            version_major: edu.ident >> 24,
-            version_minor: (edu.ident >> 16) & 0xff,
-            instance: edu.instance,
-            dma_mask_bits: edu.dma_bits,
-            irq_mode: edu.irq_mode,
-            pci_domain: edu.loc.domain,
-            pci_bus: edu.loc.bus,
-            pci_slot: edu.loc.slot,
-            pci_func: edu.loc.func,
+            ident: id.ident.raw,
+            version_major: id.ident.major,
+            version_minor: id.ident.minor,
+            instance: id.instance,
+            dma_mask_bits: edu.params.dma_bits,
+            irq_mode: irq_mode(id.irq_mode),
+            pci_domain: id.loc.domain,
+            pci_bus: id.loc.bus,
+            pci_slot: id.loc.slot,
+            pci_func: id.loc.func,
             window_size: EDU_DMA_WINDOW_SIZE,
             irq_count: s.irqs.load(Relaxed),
             dma_count: s.dma_cmds.load(Relaxed),
@@ -188,10 +244,10 @@ impl EduFile {
         if req.n > 12 {
             return Err(EOVERFLOW);
         }
-        let tmo = timeout(0);
+        let tmo = self.timeout(0);
         req.result = self
             .edu
-            .bound(|_| self.edu.engine()?.factorial(req.n, tmo))?
+            .bound(|live| live.engine()?.factorial(req.n, tmo))?
             .into();
         Ok(())
     }
@@ -200,19 +256,19 @@ impl EduFile {
         if req.flags != 0 || req.reserved != 0 {
             return Err(EINVAL);
         }
+        let kind = buffer_kind(req.kind)?;
         // The file lock is held from the cap check to the insertion: concurrent allocations on
         // one file cannot both pass it.
         let mut bufs = self.bufs.lock();
-        let cap = *crate::module_parameters::file_cap_kib.value() as usize * 1024;
         let held: usize = Iterator::chain(
             bufs.live.iter().map(|e| e.buf.size()),
             bufs.zombies.iter().map(|b| b.size()),
         )
         .sum();
-        let room = cap.saturating_sub(held);
+        let room = self.edu.params.file_cap.saturating_sub(held);
         let buf = self
             .edu
-            .bound(|dev| Buffer::new(dev, &self.edu, req.size, req.kind, room))?;
+            .bound(|live| Buffer::new(live, kind, req.size, room))?;
         let handle = bufs.next;
         let entry = Entry {
             handle,
@@ -231,7 +287,7 @@ impl EduFile {
             Ok(next) => bufs.next = next,
             Err(e) => {
                 drop(bufs);
-                self.edu.unregister_buffer(&buf);
+                self.edu.untrack(&*buf);
                 return Err(e);
             }
         }
@@ -251,30 +307,25 @@ impl EduFile {
             .position(|e| e.handle == req.handle)
             .ok_or(ENOENT)?;
         let e = bufs.live.remove(i)?;
-        if e.mapped && e.buf.is_coherent() {
+        if e.mapped && e.buf.kind() == Kind::Coherent {
             // PFN mappings of it may still exist: it goes with the file (VMAs hold the file).
             bufs.zombies.push(e.buf, GFP_KERNEL)?;
             return Ok(());
         }
         drop(bufs);
         // Streaming pages are refcounted by their user mappings; the DMA mappings go now.
-        self.edu.unregister_buffer(&e.buf);
+        self.edu.untrack(&*e.buf);
         Ok(())
     }
 
     fn buf_sync(&self, req: &EduDmaBufSync) -> Result {
-        let for_cpu = match req.flags {
-            EDU_DMA_SYNC_FOR_DEVICE => false,
-            EDU_DMA_SYNC_FOR_CPU => true,
-            _ => return Err(EINVAL),
-        };
+        let to = sync_owner(req.flags)?;
         let buf = self.buffer(req.handle)?;
         if req.len == 0 {
             return Err(EINVAL);
         }
-        let end = buf.check_range(req.offset, req.len)?;
-        let off = req.offset as usize;
-        self.edu.bound(|_| buf.sync(off, end - off, for_cpu))
+        let (off, end) = buf.check_range(req.offset, req.len)?;
+        self.edu.bound(|_| buf.sync(off, end - off, to))
     }
 
     fn xfer(&self, req: &EduDmaXfer) -> Result {
@@ -284,32 +335,30 @@ impl EduFile {
         }
         let (win, count) = window_range(req.win_offset, req.count)?;
         let buf = self.buffer(req.handle)?;
-        buf.check_range(req.buf_offset, count as u64)?;
-        let mut pieces = KVec::new();
-        buf.pieces(req.buf_offset as usize, count, &mut pieces)?;
-        let tmo = timeout(req.timeout_ms);
+        let (off, _) = buf.check_range(req.buf_offset, count as u64)?;
+        let tmo = self.timeout(req.timeout_ms);
         self.edu
-            .bound(|_| userpages::run_pieces(&self.edu.engine()?, &pieces, win, dir, tmo))
+            .bound(|live| xfer::buffer_xfer(live, &buf, off, win, count, dir, tmo))
     }
 
     fn user_xfer(&self, req: &EduDmaUserXfer) -> Result {
         let dir = direction(req.flags)?;
-        let (addr, len) = userpages::check_user_range(req.addr, req.len.into())?;
+        let (addr, len) = user_range(req.addr, req.len.into())?;
         let (win, _) = window_range(req.win_offset, req.len)?;
-        let tmo = timeout(req.timeout_ms);
-        self.edu.bound(|dev| {
-            let pinned = Pinned::from_user(addr, len, dir == Dir::FromDevice)?;
-            userpages::pinned_xfer(&self.edu, dev, pinned, win, dir, tmo)
+        let tmo = self.timeout(req.timeout_ms);
+        self.edu.bound(|live| {
+            let pinned = userpages::pin(addr, len, dir)?;
+            xfer::pinned_xfer(live, pinned, win, dir, tmo)
         })
     }
 
     fn side(&self, addr: u64, len: u64, is_buf: bool, handle: u32) -> Result<Side> {
         if is_buf {
             let buf = self.buffer(handle)?;
-            buf.check_range(addr, len)?;
-            Ok(Side::Buf(buf, addr as usize))
+            let (off, _) = buf.check_range(addr, len)?;
+            Ok(Side::Buf(buf, off))
         } else {
-            Ok(Side::User(userpages::check_user_range(addr, len)?.0))
+            Ok(Side::User(user_range(addr, len)?.0))
         }
     }
 
@@ -336,45 +385,47 @@ impl EduFile {
         let job = CopyJob {
             src,
             dst,
-            len: req.len as usize,
-            pin_pages: *crate::module_parameters::pin_window.value() as usize,
-            timeout_ms: timeout(req.timeout_ms),
+            len: usize::try_from(req.len).map_err(|_| E2BIG)?,
+            pin_pages: self.edu.params.pin_pages,
+            timeout_ms: self.timeout(req.timeout_ms),
         };
         let mut done = 0;
-        let ret = self.edu.bound(|dev| job.run(&self.edu, dev, &mut done));
+        let ret = self.edu.bound(|live| job.run(live, &mut done));
         req.done = done as u64;
         ret
     }
 
     fn fault(&self, req: &EduDmaFault) -> Result {
-        if !raw::capable_sys_admin() {
+        if !cred::capable_sys_admin() {
             return Err(EPERM);
         }
         if req.flags != 0 {
             return Err(EINVAL);
         }
-        self.edu.drop_irqs.store(req.drop_irqs, Relaxed);
+        self.edu.engine.drop_next_irqs(req.drop_irqs);
         Ok(())
     }
 
-    /// DMA between the window at `*pos` and the memory of an I/O iterator.
-    fn rw(
+    /// DMA between the window at `*pos` and `total` bytes of an I/O iterator, whose pages
+    /// `next(live, max_len)` extracts (pinning user memory) two pages at a time.
+    fn rw<'a>(
         &self,
-        iter: *mut kernel::bindings::iov_iter,
         total: usize,
         pos: &mut i64,
         dir: Dir,
+        mut next: impl FnMut(usize) -> Result<Pinned<'a>>,
     ) -> Result<usize> {
         let mut done = 0;
-        let ret = self.edu.bound(|dev| {
+        let tmo = self.timeout(0);
+        let start = usize::try_from(*pos).map_err(|_| EINVAL)?;
+        let ret = self.edu.bound(|live: &Live<'_>| {
             while done < total {
-                let pinned = Pinned::from_iter(iter, total - done, 2, dir == Dir::FromDevice)?;
-                if pinned.len() == 0 {
+                let pinned = next(total - done)?;
+                let n = pinned.len();
+                if n == 0 {
                     break;
                 }
-                let n = pinned.len();
-                let win = *pos as usize + done;
-                userpages::pinned_xfer(&self.edu, dev, pinned, win, dir, timeout(0))?;
+                xfer::pinned_xfer(live, pinned, start + done, dir, tmo)?;
                 done += n;
             }
             Ok(())
@@ -419,7 +470,7 @@ impl MiscDevice for EduFile {
     type Ptr = Pin<KBox<Self>>;
 
     fn open(_file: &File, misc: &MiscDeviceRegistration<Self>) -> Result<Pin<KBox<Self>>> {
-        let edu = MiscNode::edu_of(misc);
+        let edu = EduNode::data_of(misc).clone();
         KBox::try_pin_init(
             try_pin_init!(EduFile {
                 edu,
@@ -474,7 +525,7 @@ impl MiscDevice for EduFile {
         }
         vma.try_clear_mayexec()?;
         vma.set_dontexpand();
-        let pgoff = raw::vma_pgoff(vma);
+        let pgoff = vma_pgoff(vma);
         let handle = u32::try_from(pgoff >> MMAP_PGOFF_HANDLE_SHIFT).map_err(|_| EINVAL)?;
         let first = pgoff & ((1 << MMAP_PGOFF_HANDLE_SHIFT) - 1);
         let pages = (vma.end() - vma.start()) / PAGE_SIZE;
@@ -488,7 +539,7 @@ impl MiscDevice for EduFile {
             return Err(EINVAL);
         }
         let buf = entry.buf.clone();
-        me.edu.bound(|dev| buf.mmap(dev, file, vma, first))?;
+        me.edu.bound(|live| buf.mmap(live.dev, file, vma, first))?;
         entry.mapped = true;
         Ok(())
     }
@@ -499,11 +550,13 @@ impl MiscDevice for EduFile {
         if pos < 0 {
             return Err(EINVAL);
         }
-        if pos >= DMA_WINDOW_SIZE as i64 || iov.is_empty() {
+        if pos >= WINDOW as i64 || iov.is_empty() {
             return Ok(0);
         }
-        let total = iov.len().min(DMA_WINDOW_SIZE - pos as usize);
-        me.rw(iov.as_raw(), total, kiocb.ki_pos_mut(), Dir::FromDevice)
+        let total = iov.len().min(WINDOW - pos as usize);
+        me.rw(total, kiocb.ki_pos_mut(), Dir::FromDevice, |max| {
+            Pinned::from_dest(iov, max, 2)
+        })
     }
 
     fn write_iter(mut kiocb: Kiocb<'_, Self::Ptr>, iov: &mut IovIterSource<'_>) -> Result<usize> {
@@ -515,10 +568,12 @@ impl MiscDevice for EduFile {
         if iov.is_empty() {
             return Ok(0);
         }
-        if pos >= DMA_WINDOW_SIZE as i64 {
+        if pos >= WINDOW as i64 {
             return Err(ENOSPC);
         }
-        let total = iov.len().min(DMA_WINDOW_SIZE - pos as usize);
-        me.rw(iov.as_raw(), total, kiocb.ki_pos_mut(), Dir::ToDevice)
+        let total = iov.len().min(WINDOW - pos as usize);
+        me.rw(total, kiocb.ki_pos_mut(), Dir::ToDevice, |max| {
+            Pinned::from_source(iov, max, 2)
+        })
     }
 }

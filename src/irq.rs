@@ -2,8 +2,8 @@
 
 //! The interrupt handler: the hard half reads and acknowledges edu's interrupt status (edu needs
 //! the acknowledge even with MSI, and a level INTx line stays asserted until it), the threaded
-//! half hands the bits to waiters under the state lock, so a wakeup cannot be lost between a
-//! waiter's check and its sleep.
+//! half hands the bits to the engine's waiter under the engine lock, so a wakeup cannot be lost
+//! between a waiter's check and its sleep.
 
 use kernel::{
     device::{
@@ -16,10 +16,6 @@ use kernel::{
         ThreadedHandler,
         ThreadedIrqReturn, //
     },
-    sync::atomic::{
-        Full,
-        Relaxed, //
-    },
 };
 
 use crate::{
@@ -29,7 +25,7 @@ use crate::{
 
 impl ThreadedHandler for EduDevice {
     fn handle(&self, dev: &Device<Bound>) -> ThreadedIrqReturn {
-        let Ok(bar) = self.bar.access(dev) else {
+        let Ok(bar) = self.bar(dev) else {
             return ThreadedIrqReturn::None;
         };
         let status = bar.read(IRQ_STATUS).into_raw();
@@ -38,19 +34,12 @@ impl ThreadedHandler for EduDevice {
             return ThreadedIrqReturn::None;
         }
         bar.write_reg(IRQ_ACK::from_raw(status));
-        self.stats.irqs.add(1, Relaxed);
-        let mut cur = self.irq_pending.load(Relaxed);
-        while let Err(v) = self.irq_pending.cmpxchg(cur, cur | status, Full) {
-            cur = v;
-        }
+        self.engine.irq_acked(status);
         ThreadedIrqReturn::WakeThread
     }
 
     fn handle_threaded(&self, _dev: &Device<Bound>) -> IrqReturn {
-        let status = self.irq_pending.xchg(0, Full);
-        if status != 0 {
-            self.deliver_irq(status);
-        }
+        self.engine.irq_deliver();
         IrqReturn::Handled
     }
 }

@@ -5,14 +5,21 @@
 //! Offsets below 0x80 take 4-byte accesses only; the DMA registers take 8-byte accesses (a 4-byte
 //! write would replace the whole 64-bit field). See `docs/edu-device.md` in the shared docs.
 
-use kernel::io::register;
+use kernel::{
+    io::{
+        register,
+        Io, //
+    },
+    pci,
+    prelude::*, //
+};
 
 /// Bytes of BAR0 the driver maps: the registers end at 0x9f.
 pub(crate) const BAR0_SIZE: usize = 0x100;
-/// Device address of the DMA window.
+/// BAR0, owned beyond `'bound` (a `Devres` revokes it at unbind).
+pub(crate) type Bar0 = pci::Bar<'static, BAR0_SIZE>;
+/// Device address of the DMA window (its size is `split::WINDOW`).
 pub(crate) const DMA_WINDOW: u64 = 0x40000;
-/// Size of the DMA window, and the most one command moves.
-pub(crate) const DMA_WINDOW_SIZE: usize = 4096;
 /// Identification value's low byte.
 pub(crate) const IDENT_MAGIC: u32 = 0xed;
 /// The only major version this driver knows.
@@ -43,9 +50,9 @@ register! {
     /// Status.
     pub(crate) STATUS(u32) @ 0x20 {
         /// A factorial is being computed.
-        0:0 computing;
+        0:0 computing => bool;
         /// Raise `IRQ_FACT` when a factorial is done.
-        7:7 irq_enable;
+        7:7 irq_enable => bool;
     }
 
     /// Interrupt status: OR of the raised values.
@@ -81,10 +88,16 @@ register! {
     /// DMA command; writes to the DMA registers are ignored while `start` reads 1.
     pub(crate) DMA_CMD(u64) @ 0x98 {
         /// Start; reads 1 while the transfer runs.
-        0:0 start;
+        0:0 start => bool;
         /// 0: RAM to device, 1: device to RAM.
-        1:1 from_device;
+        1:1 from_device => bool;
         /// Raise `IRQ_DMA` when done.
-        2:2 irq;
+        2:2 irq => bool;
     }
+}
+
+/// Leaves the device quiet: no factorial interrupt armed, every interrupt status bit acknowledged.
+pub(crate) fn quiesce(bar: &Bar0) {
+    bar.write_reg(STATUS::zeroed());
+    bar.write_reg(IRQ_ACK::from_raw(!0));
 }

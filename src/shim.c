@@ -2,7 +2,8 @@
 /*
  * C shim for edu_dma.ko: kernel APIs that exist only as static inlines (or macros) and have no
  * rust/helpers wrapper in Linux 7.2, so Rust cannot reach them through `kernel::bindings`.
- * Each function is a one-line forwarder; src/raw.rs declares them and is their only user.
+ * Each function is a one-line forwarder; the leaf of src/raw/ that needs it declares it and is
+ * its only user (dma.rs, gup.rs, pci.rs).
  */
 #include <linux/dma-mapping.h>
 #include <linux/pci.h>

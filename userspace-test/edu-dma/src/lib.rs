@@ -17,6 +17,11 @@ use std::path::{Path, PathBuf};
 #[path = "../../../src/uapi.rs"]
 pub mod uapi;
 
+/// The driver's transfer arithmetic (range checks, splitting into device pieces), shared
+/// verbatim with the kernel module and unit-tested here by `cargo test`.
+#[path = "../../../src/split.rs"]
+pub mod split;
+
 mod layout;
 mod mapping;
 

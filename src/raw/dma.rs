@@ -1,0 +1,258 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The DMA API beyond `kernel::dma::Coherent`: single pages mapped for streaming DMA with
+//! explicit ownership syncs, scatter-gather tables over pinned user pages, and mmap of coherent
+//! memory.
+//!
+//! 7.2 gap: the `kernel` crate has no streaming single-page mapping (`dma_map_page_attrs` plus
+//! `dma_sync_single_for_{cpu,device}`, which are static inline: the C shim), its `SGTable` owns
+//! its pages (it cannot map pages pinned by GUP) and has no `dma_mmap_attrs`. Upstream home:
+//! `kernel::dma` (a `StreamingMapping` type and `Coherent::mmap`) and `kernel::scatterlist`
+//! (an `SGTable` over borrowed pages).
+
+use kernel::{
+    bindings,
+    device::{
+        self,
+        Bound, //
+    },
+    dma::{
+        Coherent,
+        DataDirection,
+        DmaAddress, //
+    },
+    error::to_result,
+    mm::virt::VmaNew,
+    page::{
+        Page,
+        PAGE_SIZE, //
+    },
+    prelude::*,
+    scatterlist::SGTable,
+    sync::aref::ARef,
+    types::Opaque,
+};
+
+use super::{
+    gup::Pinned,
+    raw_dev, //
+};
+
+// The shim (`shim.c`): these are static inline in `linux/dma-mapping.h`.
+// `improper_ctypes`: bindgen gives some kernel structs zero-sized members, which only matters
+// for by-value use; these take pointers.
+#[allow(improper_ctypes)]
+extern "C" {
+    fn edu_dma_mapping_error(dev: *mut bindings::device, addr: DmaAddress) -> c_int;
+    fn edu_dma_sync_single_for_cpu(
+        dev: *mut bindings::device,
+        addr: DmaAddress,
+        size: usize,
+        dir: bindings::dma_data_direction,
+    );
+    fn edu_dma_sync_single_for_device(
+        dev: *mut bindings::device,
+        addr: DmaAddress,
+        size: usize,
+        dir: bindings::dma_data_direction,
+    );
+}
+
+/// Who a synced range is handed to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// The CPU may read what the device wrote (`dma_sync_single_for_cpu`).
+    Cpu,
+    /// The device may read what the CPU wrote (`dma_sync_single_for_device`).
+    Device,
+}
+
+/// One page mapped for the device with the streaming DMA API (bidirectional).
+///
+/// # Invariants
+///
+/// `addr` is a live mapping of one page for `dev`, unmapped in `Drop`; the owner keeps the page
+/// alive longer than this value.
+pub(crate) struct PageMap {
+    dev: ARef<device::Device>,
+    addr: DmaAddress,
+}
+
+// SAFETY: the mapping may be synced and unmapped from any thread.
+unsafe impl Send for PageMap {}
+// SAFETY: `&PageMap` only reads `addr` and calls the thread-safe sync functions.
+unsafe impl Sync for PageMap {}
+
+impl PageMap {
+    /// Maps `page` for `dev`; the caller keeps `page` alive as long as the mapping.
+    pub(crate) fn new(dev: &device::Device<Bound>, page: &Page) -> Result<Self> {
+        let raw = raw_dev(dev);
+        let dir = DataDirection::Bidirectional.into();
+        // SAFETY: `dev` is bound; `page` is a valid page, which the caller keeps alive while the
+        // returned mapping exists (and so while the device may access it).
+        let addr =
+            unsafe { bindings::dma_map_page_attrs(raw, page.as_ptr(), 0, PAGE_SIZE, dir, 0) };
+        // SAFETY: `addr` was just returned by `dma_map_page_attrs` for `raw`.
+        if unsafe { edu_dma_mapping_error(raw, addr) } != 0 {
+            return Err(ENOMEM);
+        }
+        // INVARIANT: `addr` is a live mapping for `dev`.
+        Ok(Self {
+            dev: dev.into(),
+            addr,
+        })
+    }
+
+    /// The bus address of the page.
+    pub(crate) fn addr(&self) -> DmaAddress {
+        self.addr
+    }
+
+    /// Hands `[offset, offset + len)` of the page to `to`; the range is clamped to the page.
+    pub(crate) fn sync(&self, offset: usize, len: usize, to: Owner) {
+        let offset = offset.min(PAGE_SIZE);
+        let len = len.min(PAGE_SIZE - offset);
+        let raw = raw_dev(&self.dev);
+        let dir = DataDirection::Bidirectional.into();
+        let addr = self.addr + offset as u64;
+        match to {
+            // SAFETY: `[addr, addr + len)` lies in this live mapping (clamped above), made for
+            // `raw` in the direction passed.
+            Owner::Cpu => unsafe { edu_dma_sync_single_for_cpu(raw, addr, len, dir) },
+            // SAFETY: `[addr, addr + len)` lies in this live mapping (clamped above), made for
+            // `raw` in the direction passed.
+            Owner::Device => unsafe { edu_dma_sync_single_for_device(raw, addr, len, dir) },
+        }
+    }
+}
+
+impl Drop for PageMap {
+    fn drop(&mut self) {
+        let dir = DataDirection::Bidirectional.into();
+        // No sync on unmap: ownership moves only through explicit syncs, and after the last
+        // `Owner::Cpu` sync the CPU's view is the buffer's content (a bounce buffer copied back
+        // now would overwrite what the CPU wrote since).
+        let attrs = bindings::DMA_ATTR_SKIP_CPU_SYNC as c_ulong;
+        // SAFETY: by the type invariant the mapping is live, made for `dev` with this size and
+        // direction; it is unmapped exactly once.
+        unsafe {
+            bindings::dma_unmap_page_attrs(raw_dev(&self.dev), self.addr, PAGE_SIZE, dir, attrs)
+        };
+    }
+}
+
+/// Maps `buf` into `vma` from page `first_page` of the buffer (`dma_mmap_coherent`).
+///
+/// The caller keeps `buf` alive as long as the mapping may exist, or zaps the mapping before it
+/// frees `buf`.
+pub(crate) fn mmap_coherent(
+    dev: &device::Device<Bound>,
+    vma: &VmaNew,
+    buf: &Coherent<[u8]>,
+    first_page: usize,
+) -> Result {
+    let raw = vma.as_ptr();
+    // SAFETY: `vma` is being set up by `mmap` and is exclusively ours while borrowed.
+    let pgoff = unsafe { (*raw).vm_pgoff };
+    // SAFETY: as above. `dma_mmap_attrs` reads `vm_pgoff` as the page offset into the buffer
+    // (and checks it against the size).
+    unsafe { (*raw).vm_pgoff = first_page };
+    // SAFETY: `dev` is bound; `buf` was allocated for it by `dma_alloc_attrs` with these CPU and
+    // bus addresses and this size; `raw` is a VMA being set up; the caller keeps `buf` alive as
+    // long as the mapping, or zaps it first.
+    let ret = to_result(unsafe {
+        bindings::dma_mmap_attrs(
+            raw_dev(dev),
+            raw,
+            buf.as_mut_ptr().cast(),
+            buf.dma_handle(),
+            buf.size(),
+            0,
+        )
+    });
+    // SAFETY: `vma` is still being set up and ours; it is not linked into the file mapping yet.
+    // Restoring the file offset keeps it where `unmap_mapping_range` on the buffer's file range
+    // finds it.
+    unsafe { (*raw).vm_pgoff = pgoff };
+    ret
+}
+
+/// [`Pinned`] pages and a scatter-gather table over them, mapped for the device.
+///
+/// # Invariants
+///
+/// `sgt` is an allocated table over the pages of `_pinned`, mapped for `dev` in direction `dir`.
+/// `Drop` unmaps it (syncing bounce buffers back) and frees it; only then do the fields drop and
+/// `_pinned` releases the pages: unmap comes before unpin.
+pub(crate) struct SgMap<'a> {
+    sgt: KBox<Opaque<bindings::sg_table>>,
+    dev: ARef<device::Device>,
+    dir: DataDirection,
+    /// Held until after the unmap in `Drop`, then released by its own `Drop`.
+    _pinned: Pinned<'a>,
+}
+
+impl<'a> SgMap<'a> {
+    /// Builds a table over `pinned` and maps it; `max_segment` caps each segment. On error the
+    /// pages are released.
+    pub(crate) fn new(
+        dev: &device::Device<Bound>,
+        mut pinned: Pinned<'a>,
+        dir: DataDirection,
+        max_segment: u32,
+    ) -> Result<Self> {
+        let (pages, n_pages, offset, len) = pinned.parts();
+        let n_pages = u32::try_from(n_pages).map_err(|_| E2BIG)?;
+        let offset = u32::try_from(offset).map_err(|_| EINVAL)?;
+        let sgt = KBox::new(Opaque::<bindings::sg_table>::zeroed(), GFP_KERNEL)?;
+        // SAFETY: `sgt` is a zeroed table; `pages` holds `n_pages` valid pages covering
+        // `offset .. offset + len`, held by `pinned`, which the returned value owns and releases
+        // only after freeing the table.
+        to_result(unsafe {
+            bindings::sg_alloc_table_from_pages_segment(
+                sgt.get(),
+                pages,
+                n_pages,
+                offset,
+                len,
+                max_segment,
+                bindings::GFP_KERNEL,
+            )
+        })?;
+        // SAFETY: `dev` is bound and `sgt` is a valid, allocated table.
+        let ret = unsafe { bindings::dma_map_sgtable(raw_dev(dev), sgt.get(), dir.into(), 0) };
+        if ret != 0 {
+            // SAFETY: the table was allocated above and is not mapped; it is freed once.
+            unsafe { bindings::sg_free_table(sgt.get()) };
+            return Err(Error::from_errno(ret));
+        }
+        // INVARIANT: the table is allocated over `pinned`'s pages and mapped for `dev` in `dir`.
+        Ok(Self {
+            sgt,
+            dev: dev.into(),
+            dir,
+            _pinned: pinned,
+        })
+    }
+
+    /// The mapped segments, as (bus address, length), in order.
+    pub(crate) fn segments(&self) -> impl Iterator<Item = (DmaAddress, usize)> + '_ {
+        // SAFETY: the table is allocated and mapped, and not modified while `self` is borrowed.
+        let table = unsafe { SGTable::from_raw(self.sgt.get()) };
+        table
+            .iter()
+            .map(|sg| (sg.dma_address(), sg.dma_len() as usize))
+    }
+}
+
+impl Drop for SgMap<'_> {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant the table is mapped for `dev` in `dir`; it is unmapped
+        // exactly once, before it is freed and before `_pinned` releases the pages.
+        unsafe {
+            bindings::dma_unmap_sgtable(raw_dev(&self.dev), self.sgt.get(), self.dir.into(), 0)
+        };
+        // SAFETY: the table is allocated and no longer mapped; it is freed exactly once.
+        unsafe { bindings::sg_free_table(self.sgt.get()) };
+    }
+}

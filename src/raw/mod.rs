@@ -1,0 +1,29 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The unsafe layer: small safe wrappers over the kernel APIs that the 7.2 `kernel` crate does
+//! not cover, one subject per file.
+//!
+//! Every file under `raw/` is a leaf: it imports nothing of the driver (only `kernel`, and its
+//! siblings here), knows no driver type, and could move into `kernel::` as it is. Each file's
+//! header names the gap it fills and where it would live upstream. Only these files call
+//! `kernel::bindings` or the C shim (`shim.c`, for functions that are static inline in C and
+//! have no `rust/helpers` wrapper), so the rest of the driver is safe Rust.
+
+pub(crate) mod cred;
+pub(crate) mod dma;
+pub(crate) mod gup;
+pub(crate) mod misc;
+pub(crate) mod pci;
+pub(crate) mod vm;
+
+use core::ptr;
+use kernel::{
+    bindings,
+    device, //
+};
+
+/// The raw `struct device` of `dev`.
+fn raw_dev<Ctx: device::DeviceContext>(dev: &device::Device<Ctx>) -> *mut bindings::device {
+    // CAST: `device::Device` is `#[repr(transparent)]` over `Opaque<bindings::device>`.
+    ptr::from_ref(dev).cast::<bindings::device>().cast_mut()
+}

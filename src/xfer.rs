@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Transfers: a buffer range or pinned user memory to or from the window, and the copy engine
+//! (RAM -> window -> RAM, user memory and buffers alike, any length).
+//!
+//! Each transfer is validated by the caller, turned into device pieces (`Buffer::pieces`,
+//! `UserDma::pieces`) and run on the engine; pins and mappings are released when the function
+//! returns, after the engine is idle.
+
+use kernel::{page::PAGE_SIZE, prelude::*, sync::Arc};
+
+use crate::{
+    buffer::Buffer,
+    device::Live,
+    engine::Dir,
+    raw::gup::Pinned,
+    split::{
+        self,
+        Piece,
+        WINDOW, //
+    },
+    userpages::{
+        self,
+        UserDma, //
+    },
+};
+
+/// Longest range one copy request may name.
+pub(crate) const COPY_MAX: u64 = 1 << 32;
+
+/// Moves `[offset, offset + count)` of `buf` (range already checked) to or from the window at
+/// `win_off`.
+pub(crate) fn buffer_xfer(
+    live: &Live<'_>,
+    buf: &Buffer,
+    offset: usize,
+    win_off: usize,
+    count: usize,
+    dir: Dir,
+    timeout_ms: u32,
+) -> Result {
+    let mut pieces = KVec::new();
+    buf.pieces(offset, count, &mut pieces)?;
+    live.engine()?.run(&pieces, win_off, dir, timeout_ms)
+}
+
+/// Zero-copy transfer between pinned memory and the window at `win_off` (range already
+/// validated); the mapping is undone and the pins released when this returns.
+pub(crate) fn pinned_xfer(
+    live: &Live<'_>,
+    pinned: Pinned<'_>,
+    win_off: usize,
+    dir: Dir,
+    timeout_ms: u32,
+) -> Result {
+    let dma = UserDma::map(live.dev, pinned, dir)?;
+    let mut pieces = KVec::new();
+    dma.pieces(&mut pieces)?;
+    live.engine()?.run(&pieces, win_off, dir, timeout_ms)
+}
+
+/// One side of a copy: user memory or a buffer (ranges already checked).
+pub(crate) enum Side {
+    /// A user address range, from this address.
+    User(usize),
+    /// A buffer, from an offset.
+    Buf(Arc<Buffer>, usize),
+}
+
+impl Side {
+    /// Device pieces for `[pos, pos + len)` of this side (relative to its start); the returned
+    /// holder keeps user pages pinned and mapped while the pieces are used.
+    fn window(
+        &self,
+        live: &Live<'_>,
+        pos: usize,
+        len: usize,
+        dir: Dir,
+        out: &mut KVec<Piece>,
+    ) -> Result<Option<UserDma<'static>>> {
+        match self {
+            Side::User(addr) => {
+                let addr = addr.checked_add(pos).ok_or(EFAULT)?;
+                let dma = UserDma::map(live.dev, userpages::pin(addr, len, dir)?, dir)?;
+                dma.pieces(out)?;
+                Ok(Some(dma))
+            }
+            Side::Buf(buf, off) => {
+                buf.pieces(off + pos, len, out)?;
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// A request to the copy engine.
+pub(crate) struct CopyJob {
+    pub(crate) src: Side,
+    pub(crate) dst: Side,
+    pub(crate) len: usize,
+    /// Pages of user memory pinned at a time, per side.
+    pub(crate) pin_pages: usize,
+    pub(crate) timeout_ms: u32,
+}
+
+impl CopyJob {
+    /// Copies `len` bytes from `src` to `dst` through the device window, one pin window at a
+    /// time, one window step (chunk) per engine hold. Stops early (with the count so far in
+    /// `done`) on the first error or a pending signal.
+    pub(crate) fn run(&self, live: &Live<'_>, done: &mut usize) -> Result {
+        let step = split::copy_step(self.pin_pages, PAGE_SIZE);
+        let mut src_pieces = KVec::new();
+        let mut dst_pieces = KVec::new();
+        while *done < self.len {
+            let n = step.min(self.len - *done);
+            src_pieces.clear();
+            dst_pieces.clear();
+            let _src_hold = self
+                .src
+                .window(live, *done, n, Dir::ToDevice, &mut src_pieces)?;
+            let _dst_hold = self
+                .dst
+                .window(live, *done, n, Dir::FromDevice, &mut dst_pieces)?;
+            let (mut src, mut dst) = (&src_pieces[..], &dst_pieces[..]);
+            let mut off = 0;
+            while off < n {
+                let chunk = WINDOW.min(n - off);
+                if kernel::current!().signal_pending() {
+                    return Err(EINTR);
+                }
+                // Both sides were split at the same window steps: a chunk is whole pieces.
+                let si = split::chunk_pieces(src, chunk).ok_or(EINVAL)?;
+                let di = split::chunk_pieces(dst, chunk).ok_or(EINVAL)?;
+                let ((s, s_rest), (d, d_rest)) = (src.split_at(si), dst.split_at(di));
+                // One engine hold for both halves: nobody else may use the window in between.
+                let engine = live.engine()?;
+                engine.run(s, 0, Dir::ToDevice, self.timeout_ms)?;
+                engine.run(d, 0, Dir::FromDevice, self.timeout_ms)?;
+                (src, dst) = (s_rest, d_rest);
+                off += chunk;
+                *done += chunk;
+            }
+        }
+        Ok(())
+    }
+}
