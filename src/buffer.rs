@@ -48,10 +48,7 @@ use crate::{
             Owner,
             PageMap, //
         },
-        vm::{
-            self,
-            FileMapping, //
-        },
+        vm::FileMapping,
     },
     split::{
         self,
@@ -73,7 +70,8 @@ pub(crate) enum Kind {
 struct Inner {
     /// Coherent memory (coherent buffers, until revoked).
     coherent: Option<Coherent<[u8]>>,
-    /// Device mappings of `Buffer::pages`, one per page (streaming buffers, until revoked).
+    /// The pages of streaming memory and their device mappings, one per page (until revoked;
+    /// user mappings hold their own references to the pages).
     maps: KVec<PageMap>,
     /// The file mapping user mappings of this buffer live in, and the file offset of the
     /// buffer's first byte, once mapped.
@@ -88,8 +86,6 @@ struct Inner {
 pub(crate) struct Buffer {
     size: usize,
     kind: Kind,
-    /// Streaming memory (empty for coherent buffers); outlives the device mappings.
-    pages: KVec<Page>,
     #[pin]
     inner: Mutex<Inner>,
     /// The device budget this buffer's memory is charged to.
@@ -121,7 +117,6 @@ impl Buffer {
         charge: Charge,
     ) -> Result<Arc<Self>> {
         let n = size / PAGE_SIZE;
-        let mut pages = KVec::new();
         let mut maps = KVec::new();
         let mut mem = None;
         match kind {
@@ -133,12 +128,10 @@ impl Buffer {
                 );
             }
             Kind::Streaming => {
-                pages = KVec::with_capacity(n, GFP_KERNEL)?;
                 maps = KVec::with_capacity(n, GFP_KERNEL)?;
                 for _ in 0..n {
                     let page = Page::alloc_page(GFP_KERNEL | __GFP_ZERO | __GFP_NOWARN)?;
-                    maps.push(PageMap::new(dev, &page)?, GFP_KERNEL)?;
-                    pages.push(page, GFP_KERNEL)?;
+                    maps.push(PageMap::new(dev, page)?, GFP_KERNEL)?;
                 }
             }
         }
@@ -146,7 +139,6 @@ impl Buffer {
             try_pin_init!(Self {
                 size,
                 kind,
-                pages,
                 inner <- new_mutex!(
                     Inner {
                         coherent: mem,
@@ -185,23 +177,23 @@ impl Buffer {
         if inner.revoked {
             return Err(ENODEV);
         }
-        let end = offset.checked_add(len).ok_or(EINVAL)?;
-        let mut push = |p: Piece| out.push(p, GFP_KERNEL).map_err(Error::from);
+        let push = |p: Piece| out.push(p, GFP_KERNEL).map_err(Error::from);
         match &inner.coherent {
-            Some(c) if end <= c.size() => {
-                let backing = Backing::<fn(usize) -> u64>::Contiguous(c.dma_handle());
-                split::buffer_pieces(&backing, offset, len, &mut push)
+            Some(c) => {
+                let backing = Backing::<fn(usize) -> Option<u64>>::Contiguous {
+                    bus: c.dma_handle(),
+                    len: c.size(),
+                };
+                split::buffer_pieces(&backing, offset, len, push)
             }
-            None if end <= inner.maps.len() * PAGE_SIZE => {
+            None => {
                 let maps = &inner.maps;
                 let backing = Backing::Pages {
                     page_size: PAGE_SIZE,
-                    // In bounds: `end` is within the mapped pages (checked above).
-                    bus_of: |i: usize| maps.get(i).map_or(0, PageMap::addr),
+                    bus_of: |i: usize| maps.get(i).map(PageMap::addr),
                 };
-                split::buffer_pieces(&backing, offset, len, &mut push)
+                split::buffer_pieces(&backing, offset, len, push)
             }
-            _ => Err(EINVAL),
         }
     }
 
@@ -220,13 +212,15 @@ impl Buffer {
         })
     }
 
-    /// Maps pages `first..` of the buffer into `vma` (already validated: shared, in bounds).
+    /// Maps pages `first..` of the buffer into `vma` (already validated: shared, in bounds);
+    /// `base` is the file offset of the buffer's first byte.
     pub(crate) fn mmap(
         &self,
         dev: &device::Device<Bound>,
         file: &File,
         vma: &VmaNew,
         first: usize,
+        base: u64,
     ) -> Result {
         let mut inner = self.inner.lock();
         if inner.revoked {
@@ -237,7 +231,6 @@ impl Buffer {
             inner.mms.push(ARef::from(&**mm), GFP_KERNEL)?;
         }
         if inner.mapping.is_none() {
-            let base = (vm::vma_pgoff(vma) - first) as u64 * PAGE_SIZE as u64;
             inner.mapping = Some((FileMapping::of(file), base));
         }
         match &inner.coherent {
@@ -246,13 +239,17 @@ impl Buffer {
                 // iommu-dma inserts pages): no GUP (EFAULT), no core dump.
                 vma.set_io();
                 vma.set_dontdump();
-                dma::mmap_coherent(dev, vma, c, first)
+                // SAFETY: `c` lives until `revoke`, which zaps every user mapping of the buffer
+                // (all are in `inner.mapping`, recorded above) before it frees `c`; a buffer that
+                // is never revoked keeps `c` as long as it lives, and its mappings hold the file
+                // that holds the buffer (freed mapped coherent buffers wait in the file).
+                unsafe { dma::mmap_coherent(dev, vma, c, first) }
             }
             None => {
                 let mixed = vma.set_mixedmap();
                 let n = (vma.end() - vma.start()) / PAGE_SIZE;
-                for (i, page) in self.pages.iter().skip(first).take(n).enumerate() {
-                    mixed.vm_insert_page(vma.start() + i * PAGE_SIZE, page)?;
+                for (i, m) in inner.maps.iter().skip(first).take(n).enumerate() {
+                    mixed.vm_insert_page(vma.start() + i * PAGE_SIZE, m.page())?;
                 }
                 Ok(())
             }
@@ -268,7 +265,8 @@ impl Revoke for Buffer {
                 return;
             }
             inner.revoked = true;
-            // Streaming pages stay (user mappings hold them); their device mappings go now.
+            // Streaming pages stay for user mappings (which hold their own references); the
+            // device mappings go now.
             inner.maps.clear();
             (
                 inner.coherent.take(),

@@ -9,10 +9,12 @@
 //!
 //! File operations reach the bound device only through [`EduDevice::bound`], which counts them
 //! in `Life::users` while `!gone` and hands them a [`Live`] (the bound device, its BAR0 and the
-//! engine). Unbind ([`EduDevice::shutdown`]) sets `gone` (new calls get `ENODEV`), closes the
-//! engine (queued command sequences get `ENODEV`, the running one finishes), waits until no user
-//! is left, quiesces the device, and revokes every tracked DMA resource: so every DMA allocation
-//! and mapping made for the device is released before the driver lets go of it.
+//! engine). Every DMA resource that outlives one call (a buffer) is tracked from its creation
+//! (`Live::track`) until it is revoked: by its owner through [`EduDevice::retire`] (inside
+//! `bound`), or by unbind. Unbind ([`EduDevice::shutdown`]) sets `gone` (new calls get `ENODEV`)
+//! and closes the engine (waiting command sequences get `ENODEV`, the running one finishes),
+//! waits until no user is left, quiesces the device, and revokes every tracked resource: so every
+//! DMA allocation and mapping made for the device is released while the driver is bound to it.
 //!
 //! # Lock order
 //!
@@ -23,7 +25,8 @@
 //! 2. `EduFile::bufs` (a file's handle table),
 //! 3. `Buffer::inner` (a buffer's revocable part) and `EduDevice::revocables` (never nested with
 //!    each other),
-//! 4. `EduDevice::life` and `Budget::used` (short critical sections, nothing taken inside),
+//! 4. `EduDevice::life` and `Budget::used` (short critical sections; `shutdown` closes the engine
+//!    inside `life`),
 //! 5. `Engine::state` (the innermost; the interrupt thread takes it).
 //!
 //! No lock is held across a device command except `Engine::state`, which the waiter's condition
@@ -212,21 +215,31 @@ impl EduDevice {
         ret
     }
 
-    /// Forgets a resource its owner released (`r` is compared by address).
-    pub(crate) fn untrack<R: Revoke>(&self, r: &R) {
+    /// Releases a resource its owner let go of: revokes it now, while the device is bound, and
+    /// forgets it. Once unbind has started, `shutdown` revokes it instead (or already did). The
+    /// caller holds no driver lock (revoking may take an mmap lock).
+    pub(crate) fn retire<R: Revoke>(&self, r: &R) {
         let addr = ptr::from_ref(r).cast::<u8>();
-        self.revocables
-            .lock()
-            .retain(|t| Arc::as_ptr(t).cast::<u8>() != addr);
+        // `Err` only once unbind started: then `shutdown` owns the revocation.
+        let _ = self.bound(|_| {
+            self.revocables
+                .lock()
+                .retain(|t| Arc::as_ptr(t).cast::<u8>() != addr);
+            r.revoke();
+            Ok(())
+        });
     }
 
     /// Unbind: refuse new work, wait for running commands and users, quiesce the device, and
     /// revoke every DMA resource.
     pub(crate) fn shutdown(&self, pdev: &pci::Device<kernel::device::Core<'_>>) {
-        self.life.lock().gone = true;
-        self.engine.close();
         {
             let mut life = self.life.lock();
+            life.gone = true;
+            // In the same critical section: no user that is already inside starts a new command
+            // sequence either. Every engine hold lives inside `bound`, so once no user is left
+            // the engine is idle too.
+            self.engine.close();
             while life.users > 0 {
                 self.life_cv.wait(&mut life);
             }

@@ -33,7 +33,7 @@ use crate::{
     file::EduNode,
     raw,
     regs::*,
-    split::WINDOW,
+    userpages::max_segment,
 };
 
 // SAFETY: `pci::Vendor` is `#[repr(transparent)]` over `u16`, and any `u16` is a valid vendor ID.
@@ -150,12 +150,14 @@ impl pci::Driver for EduDriver {
                 );
                 return Err(EINVAL);
             }
-            // SAFETY: probe: no DMA allocation or mapping exists for this device yet.
-            unsafe {
-                pdev.dma_set_mask_and_coherent(DmaMask::try_new(params.dma_bits)?)?;
-                // One edu command moves at most one window; keep IOMMU merging below it.
-                pdev.dma_set_max_seg_size(WINDOW as u32);
-            }
+            // SAFETY: probe: no DMA allocation or mapping exists for this device yet, and none is
+            // made concurrently (nothing else knows the device).
+            unsafe { pdev.dma_set_mask_and_coherent(DmaMask::try_new(params.dma_bits)?)? };
+            // One edu command moves at most one window: keep IOMMU merging at that (or at a page,
+            // where pages are larger than the window).
+            // SAFETY: probe: no DMA mapping exists for this device yet, and none is made
+            // concurrently.
+            unsafe { pdev.dma_set_max_seg_size(max_segment()) };
 
             let bar = pdev.iomap_region_sized::<BAR0_SIZE>(0, c"edu_dma")?;
             let ident = check_identity(pdev, &bar)?;

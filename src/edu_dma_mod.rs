@@ -28,9 +28,11 @@
 //! - [`raw`]: the unsafe layer, one leaf per subject (`cred`, `dma`, `gup`, `misc`, `pci`, `vm`):
 //!   the only users of raw `bindings`, importing nothing of the driver.
 //!
-//! Import graph (`use crate::`), with no cycle: `driver` -> `file` -> `xfer` -> `userpages` /
-//! `buffer` -> `device` -> `engine` -> `regs`, `split`; every module may use `raw`, `split`,
-//! `regs` and `uapi` (`uapi` only `file`), which import no driver module.
+//! Import graph (`use crate::`; `../shared/tools/src-cycles` prints it), with no cycle:
+//! `driver` -> `file` -> `xfer` -> `buffer` -> `device` -> `engine` -> `regs`; `file` and `xfer`
+//! also use `userpages` (-> `engine`), `file` also `buffer`, `device` and `engine`; `irq` ->
+//! `device`. The leaves `raw`, `split`, `regs` and `uapi` (used by `file` only) import no driver
+//! module.
 
 mod buffer;
 mod device;
@@ -44,6 +46,13 @@ mod split;
 mod uapi;
 mod userpages;
 mod xfer;
+
+/// The kernel errno of a range that does not fit what it is split against.
+impl From<split::OutOfRange> for kernel::error::Error {
+    fn from(_: split::OutOfRange) -> Self {
+        kernel::error::code::EINVAL
+    }
+}
 
 kernel::module_pci_driver! {
     type: driver::EduDriver,

@@ -3,8 +3,8 @@
 //! The command engine of one device: one command (a DMA piece or a factorial) at a time,
 //! programmed through BAR0 and completed by the interrupt.
 //!
-//! A caller takes the engine ([`Engine::acquire`], interruptibly; `ENODEV` once the device is
-//! closing) and gets an [`EngineHold`], which borrows BAR0 for as long as it lives: a command
+//! A caller takes the engine ([`Engine::acquire`], interruptibly; `ENODEV` once unbind closed
+//! it) and gets an [`EngineHold`], which borrows BAR0 for as long as it lives: a command
 //! sequence (e.g. both halves of a copy chunk) runs with nobody else in the window. Each command
 //! waits for its completion bit, which the interrupt thread delivers ([`Engine::irq_deliver`])
 //! under the engine lock, so no wakeup is lost between a waiter's check and its sleep.
@@ -174,14 +174,12 @@ impl Engine {
         self.drop_irqs.store(n, Relaxed);
     }
 
-    /// Refuses new command sequences (waiters get `ENODEV`) and waits for the running one.
+    /// Refuses new command sequences: waiters and later callers get `ENODEV`; a running one
+    /// finishes (its caller's `bound` section keeps unbind waiting for it).
     pub(crate) fn close(&self) {
         let mut st = self.state.lock();
         st.closed = true;
         self.cv.notify_all();
-        while st.busy {
-            self.cv.wait(&mut st);
-        }
     }
 
     /// Takes one injected fault if any is left; returns whether it did.

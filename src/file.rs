@@ -25,7 +25,10 @@ use kernel::{
         VmaNew, //
     },
     new_mutex,
-    page::PAGE_SIZE,
+    page::{
+        PAGE_SHIFT,
+        PAGE_SIZE, //
+    },
     prelude::*,
     sync::{
         atomic::Relaxed,
@@ -81,10 +84,12 @@ use crate::{
 /// Marks uapi structs as plain bytes for `UserSlice` reads and writes.
 macro_rules! uapi_bytes {
     ($($t:ty),*) => {$(
-        // SAFETY: all uapi structs are `#[repr(C)]`, made of integers only, with no padding
-        // (checked against the C header by `make check-uapi`); every bit pattern is valid.
+        // SAFETY: all uapi structs are `#[repr(C)]` and made of integers only, so every bit
+        // pattern is a valid value.
         unsafe impl FromBytes for $t {}
-        // SAFETY: as above; no padding, so every byte is initialised.
+        // SAFETY: all uapi structs are `#[repr(C)]`, made of integers only and have no padding
+        // (their layout is checked against the C header by `make check-uapi`), so every byte of
+        // a value is initialised.
         unsafe impl AsBytes for $t {}
     )*};
 }
@@ -100,14 +105,12 @@ uapi_bytes!(
     EduDmaFault
 );
 
-/// mmap offsets: handle << 32, plus a page offset into the buffer.
-const MMAP_HANDLE_SHIFT: u32 = 32;
-const MMAP_PGOFF_HANDLE_SHIFT: u32 = MMAP_HANDLE_SHIFT - kernel::page::PAGE_SHIFT as u32;
-
 /// The `file_operations` of every `/dev/edu-dma<N>`.
 static FOPS: Fops = Fops::new::<EduFile>(&crate::THIS_MODULE);
 
-impl NodeFile for EduFile {
+// SAFETY: `fops` returns operations built by `Fops::new::<EduFile>`, and `EduFile` nodes are
+// registered only through `MiscNode` (`EduNode::register` in probe).
+unsafe impl NodeFile for EduFile {
     type Data = Arc<EduDevice>;
 
     fn fops() -> &'static Fops {
@@ -186,9 +189,16 @@ fn user_range(addr: u64, len: u64) -> Result<(usize, usize)> {
 #[pinned_drop]
 impl PinnedDrop for EduFile {
     fn drop(self: Pin<&mut Self>) {
-        let bufs = self.bufs.lock();
-        for buf in Iterator::chain(bufs.live.iter().map(|e| &e.buf), bufs.zombies.iter()) {
-            self.edu.untrack(&**buf);
+        // Out of the lock first: revoking may take an mmap lock, which orders before `bufs`.
+        let (live, zombies) = {
+            let mut bufs = self.bufs.lock();
+            (
+                core::mem::take(&mut bufs.live),
+                core::mem::take(&mut bufs.zombies),
+            )
+        };
+        for buf in Iterator::chain(live.iter().map(|e| &e.buf), zombies.iter()) {
+            self.edu.retire(&**buf);
         }
     }
 }
@@ -256,7 +266,6 @@ impl EduFile {
         if req.flags != 0 || req.reserved != 0 {
             return Err(EINVAL);
         }
-        let kind = buffer_kind(req.kind)?;
         // The file lock is held from the cap check to the insertion: concurrent allocations on
         // one file cannot both pass it.
         let mut bufs = self.bufs.lock();
@@ -268,7 +277,7 @@ impl EduFile {
         let room = self.edu.params.file_cap.saturating_sub(held);
         let buf = self
             .edu
-            .bound(|live| Buffer::new(live, kind, req.size, room))?;
+            .bound(|live| Buffer::new(live, buffer_kind(req.kind)?, req.size, room))?;
         let handle = bufs.next;
         let entry = Entry {
             handle,
@@ -287,12 +296,12 @@ impl EduFile {
             Ok(next) => bufs.next = next,
             Err(e) => {
                 drop(bufs);
-                self.edu.untrack(&*buf);
+                self.edu.retire(&*buf);
                 return Err(e);
             }
         }
         req.handle = handle;
-        req.mmap_offset = u64::from(handle) << MMAP_HANDLE_SHIFT;
+        req.mmap_offset = split::mmap_offset(handle);
         Ok(())
     }
 
@@ -306,15 +315,20 @@ impl EduFile {
             .iter()
             .position(|e| e.handle == req.handle)
             .ok_or(ENOENT)?;
+        // Room first: past this point the handle is gone, so nothing may fail.
+        bufs.zombies.reserve(1, GFP_KERNEL)?;
         let e = bufs.live.remove(i)?;
         if e.mapped && e.buf.kind() == Kind::Coherent {
             // PFN mappings of it may still exist: it goes with the file (VMAs hold the file).
-            bufs.zombies.push(e.buf, GFP_KERNEL)?;
+            // Cannot fail: the room was reserved above.
+            bufs.zombies
+                .push_within_capacity(e.buf)
+                .map_err(|_| ENOMEM)?;
             return Ok(());
         }
         drop(bufs);
         // Streaming pages are refcounted by their user mappings; the DMA mappings go now.
-        self.edu.untrack(&*e.buf);
+        self.edu.retire(&*e.buf);
         Ok(())
     }
 
@@ -474,7 +488,7 @@ impl MiscDevice for EduFile {
         KBox::try_pin_init(
             try_pin_init!(EduFile {
                 edu,
-                bufs <- new_mutex!(Bufs { live: KVec::new(), zombies: KVec::new(), next: 1 }),
+                bufs <- new_mutex!(Bufs { live: KVec::new(), zombies: KVec::new(), next: 1 }, "EduFile::bufs"),
             }),
             GFP_KERNEL,
         )
@@ -525,21 +539,20 @@ impl MiscDevice for EduFile {
         }
         vma.try_clear_mayexec()?;
         vma.set_dontexpand();
-        let pgoff = vma_pgoff(vma);
-        let handle = u32::try_from(pgoff >> MMAP_PGOFF_HANDLE_SHIFT).map_err(|_| EINVAL)?;
-        let first = pgoff & ((1 << MMAP_PGOFF_HANDLE_SHIFT) - 1);
         let pages = (vma.end() - vma.start()) / PAGE_SIZE;
         let mut bufs = me.bufs.lock();
-        let entry = bufs
-            .live
-            .iter_mut()
-            .find(|e| e.handle == handle)
-            .ok_or(EINVAL)?;
-        if first + pages > entry.buf.size() / PAGE_SIZE {
-            return Err(EINVAL);
-        }
+        let live = &mut bufs.live;
+        let (handle, first) = split::mmap_request(vma_pgoff(vma), pages, PAGE_SHIFT as u32, |h| {
+            live.iter()
+                .find(|e| e.handle == h)
+                .map(|e| e.buf.size() / PAGE_SIZE)
+        })
+        .ok_or(EINVAL)?;
+        let entry = live.iter_mut().find(|e| e.handle == handle).ok_or(EINVAL)?;
         let buf = entry.buf.clone();
-        me.edu.bound(|live| buf.mmap(live.dev, file, vma, first))?;
+        let base = split::mmap_offset(handle);
+        me.edu
+            .bound(|live| buf.mmap(live.dev, file, vma, first, base))?;
         entry.mapped = true;
         Ok(())
     }

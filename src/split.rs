@@ -59,16 +59,24 @@ pub fn user_range(addr: u64, len: u64) -> Option<(usize, usize)> {
     Some((usize::try_from(addr).ok()?, usize::try_from(len).ok()?))
 }
 
+/// A range that does not fit what it was split against (a page without a bus address, an
+/// overflowing end, a zero page size). Callers validate ranges first, so this is a bug guard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutOfRange;
+
 /// Splits `[offset, offset + len)` at page boundaries: calls `f(page_index, offset_in_page, n)`
 /// for each part, in order.
-pub fn for_each_page_span<E>(
+pub fn for_each_page_span<E: From<OutOfRange>>(
     offset: usize,
     len: usize,
     page_size: usize,
     mut f: impl FnMut(usize, usize, usize) -> Result<(), E>,
 ) -> Result<(), E> {
+    let end = offset.checked_add(len).ok_or(OutOfRange)?;
+    if page_size == 0 {
+        return Err(OutOfRange.into());
+    }
     let mut pos = offset;
-    let end = offset.saturating_add(len);
     while pos < end {
         let in_page = pos % page_size;
         let n = (page_size - in_page).min(end - pos);
@@ -79,11 +87,16 @@ pub fn for_each_page_span<E>(
 }
 
 /// Where a buffer's bytes live on the bus.
-pub enum Backing<F: Fn(usize) -> u64> {
-    /// One bus-contiguous range from this address (coherent memory).
-    Contiguous(u64),
-    /// Separately mapped pages of `page_size`; the function gives page `i`'s bus address
-    /// (streaming memory).
+pub enum Backing<F: Fn(usize) -> Option<u64>> {
+    /// One bus-contiguous range of `len` bytes from `bus` (coherent memory).
+    Contiguous {
+        /// Bus address of the first byte.
+        bus: u64,
+        /// Bytes.
+        len: usize,
+    },
+    /// Separately mapped pages of `page_size`; `bus_of(i)` is page `i`'s bus address, `None`
+    /// past the last page (streaming memory).
     Pages {
         /// Page size.
         page_size: usize,
@@ -93,27 +106,37 @@ pub enum Backing<F: Fn(usize) -> u64> {
 }
 
 /// Emits the pieces covering `[offset, offset + len)` of a buffer, split at window steps of the
-/// range and, for page-backed memory, at page boundaries.
-pub fn buffer_pieces<F: Fn(usize) -> u64, E>(
+/// range and, for page-backed memory, at page boundaries. `OutOfRange` if the range runs past
+/// the backing.
+pub fn buffer_pieces<F: Fn(usize) -> Option<u64>, E: From<OutOfRange>>(
     backing: &Backing<F>,
     offset: usize,
     len: usize,
     mut emit: impl FnMut(Piece) -> Result<(), E>,
 ) -> Result<(), E> {
-    let end = offset.saturating_add(len);
+    let end = offset.checked_add(len).ok_or(OutOfRange)?;
     let mut pos = offset;
     while pos < end {
-        // The end of the window step `pos` lies in.
+        // The end of the window step `pos` lies in (cannot pass `end`, so cannot overflow).
         let step_end = end.min(pos + (WINDOW - (pos - offset) % WINDOW));
         let piece = match backing {
-            Backing::Contiguous(base) => Piece {
-                bus: base.wrapping_add(pos as u64),
-                len: step_end - pos,
-            },
-            Backing::Pages { page_size, bus_of } => {
-                let in_page = pos % page_size;
+            Backing::Contiguous { bus, len } => {
+                if end > *len {
+                    return Err(OutOfRange.into());
+                }
                 Piece {
-                    bus: bus_of(pos / page_size).wrapping_add(in_page as u64),
+                    bus: bus.checked_add(pos as u64).ok_or(OutOfRange)?,
+                    len: step_end - pos,
+                }
+            }
+            Backing::Pages { page_size, bus_of } => {
+                if *page_size == 0 {
+                    return Err(OutOfRange.into());
+                }
+                let in_page = pos % page_size;
+                let page_bus = bus_of(pos / page_size).ok_or(OutOfRange)?;
+                Piece {
+                    bus: page_bus.checked_add(in_page as u64).ok_or(OutOfRange)?,
                     len: (page_size - in_page).min(step_end - pos),
                 }
             }
@@ -124,9 +147,34 @@ pub fn buffer_pieces<F: Fn(usize) -> u64, E>(
     Ok(())
 }
 
+/// Bits of an mmap offset below the buffer handle: `offset = handle << 32 | byte offset`.
+pub const MMAP_HANDLE_SHIFT: u32 = 32;
+
+/// The mmap offset of buffer `handle`'s first byte.
+pub fn mmap_offset(handle: u32) -> u64 {
+    u64::from(handle) << MMAP_HANDLE_SHIFT
+}
+
+/// Decodes a mapping request: the VMA's page offset `pgoff` (in pages of `1 << page_shift`) and
+/// its length in pages, against buffers of `buf_pages(handle)` pages. Returns the handle and the
+/// buffer's first mapped page; `None` for an unknown handle, a range outside the buffer, or an
+/// offset that names no handle.
+pub fn mmap_request(
+    pgoff: usize,
+    pages: usize,
+    page_shift: u32,
+    buf_pages: impl FnOnce(u32) -> Option<usize>,
+) -> Option<(u32, usize)> {
+    let shift = MMAP_HANDLE_SHIFT.checked_sub(page_shift)?;
+    let handle = u32::try_from(pgoff.checked_shr(shift)?).ok()?;
+    let first = pgoff & ((1usize << shift) - 1);
+    let have = buf_pages(handle)?;
+    (first.checked_add(pages)? <= have).then_some((handle, first))
+}
+
 /// Emits the pieces of mapped segments `(bus, len)` that together form one logical range, split
 /// at window steps of that range (a segment may cross one).
-pub fn segment_pieces<E>(
+pub fn segment_pieces<E: From<OutOfRange>>(
     segments: impl IntoIterator<Item = (u64, usize)>,
     mut emit: impl FnMut(Piece) -> Result<(), E>,
 ) -> Result<(), E> {
@@ -135,9 +183,11 @@ pub fn segment_pieces<E>(
         while len > 0 {
             let n = len.min(WINDOW - logical % WINDOW);
             emit(Piece { bus, len: n })?;
-            bus = bus.wrapping_add(n as u64);
             len -= n;
-            logical += n;
+            logical = logical.checked_add(n).ok_or(OutOfRange)?;
+            if len > 0 {
+                bus = bus.checked_add(n as u64).ok_or(OutOfRange)?;
+            }
         }
     }
     Ok(())
@@ -185,7 +235,7 @@ mod tests {
     }
 
     fn collect(
-        f: impl FnOnce(&mut dyn FnMut(Piece) -> Result<(), ()>) -> Result<(), ()>,
+        f: impl FnOnce(&mut dyn FnMut(Piece) -> Result<(), OutOfRange>) -> Result<(), OutOfRange>,
     ) -> Vec<Piece> {
         let mut v = Vec::new();
         let r = f(&mut |p| {
@@ -199,6 +249,15 @@ mod tests {
     /// Bus address of page `i` of a made-up streaming buffer: scattered, never adjacent.
     fn scattered(i: usize) -> u64 {
         0x10_0000 + (i as u64 * 7 % 13) * 0x2000
+    }
+
+    /// A 16-page made-up streaming buffer.
+    fn pages16(i: usize) -> Option<u64> {
+        (i < 16).then(|| scattered(i))
+    }
+
+    fn contiguous(bus: u64) -> Backing<fn(usize) -> Option<u64>> {
+        Backing::Contiguous { bus, len: 1 << 20 }
     }
 
     /// Checks the invariants of a split of `[offset, offset + len)`: the pieces cover it in order,
@@ -256,14 +315,14 @@ mod tests {
     #[test]
     fn page_spans() {
         let mut v = Vec::new();
-        for_each_page_span::<()>(4000, 5000, PAGE, |i, o, n| {
+        for_each_page_span::<OutOfRange>(4000, 5000, PAGE, |i, o, n| {
             v.push((i, o, n));
             Ok(())
         })
         .unwrap();
         assert_eq!(v, [(0, 4000, 96), (1, 0, 4096), (2, 0, 808)]);
         let mut n = 0;
-        for_each_page_span::<()>(5, 0, PAGE, |_, _, _| {
+        for_each_page_span::<OutOfRange>(5, 0, PAGE, |_, _, _| {
             n += 1;
             Ok(())
         })
@@ -276,14 +335,14 @@ mod tests {
         // Every count 1..=4096 at offsets that cross pages and not, in both backings.
         for offset in [0usize, 1, 100, 4095, 4096, 8191, 12000] {
             for len in 1..=WINDOW {
-                let c = Backing::<fn(usize) -> u64>::Contiguous(0x4000_0000);
+                let c = contiguous(0x4000_0000);
                 let pieces = collect(|e| buffer_pieces(&c, offset, len, e));
                 check_split(&pieces, offset, len, |pos| 0x4000_0000 + pos as u64);
                 assert_eq!(pieces.len(), 1, "one window step is one contiguous piece");
 
                 let p = Backing::Pages {
                     page_size: PAGE,
-                    bus_of: scattered,
+                    bus_of: pages16,
                 };
                 let pieces = collect(|e| buffer_pieces(&p, offset, len, e));
                 check_split(&pieces, offset, len, |pos| {
@@ -300,7 +359,7 @@ mod tests {
     fn window_steps_of_long_ranges() {
         // A contiguous range of 3 windows + 1 byte from an unaligned offset: 4 pieces, the steps
         // counted from the range's start, not from the buffer's.
-        let c = Backing::<fn(usize) -> u64>::Contiguous(0);
+        let c = contiguous(0);
         let pieces = collect(|e| buffer_pieces(&c, 10, 3 * WINDOW + 1, e));
         let lens: Vec<usize> = pieces.iter().map(|p| p.len).collect();
         assert_eq!(lens, [4096, 4096, 4096, 1]);
@@ -308,7 +367,7 @@ mod tests {
         // Paged, unaligned: each step splits at one page boundary.
         let p = Backing::Pages {
             page_size: PAGE,
-            bus_of: scattered,
+            bus_of: pages16,
         };
         let pieces = collect(|e| buffer_pieces(&p, 100, 2 * WINDOW, e));
         let lens: Vec<usize> = pieces.iter().map(|p| p.len).collect();
@@ -325,7 +384,7 @@ mod tests {
         // 16 KiB pages (arm64): a page holds four window steps.
         let p = Backing::Pages {
             page_size: 16384,
-            bus_of: |i| 0x100_0000 * (i as u64 + 1),
+            bus_of: |i| Some(0x100_0000 * (i as u64 + 1)),
         };
         let pieces = collect(|e| buffer_pieces(&p, 16000, 8192, e));
         let lens: Vec<usize> = pieces.iter().map(|p| p.len).collect();
@@ -398,19 +457,100 @@ mod tests {
         assert_eq!(copy_step(usize::MAX, PAGE) % WINDOW, 0);
     }
 
+    #[derive(Debug, PartialEq)]
+    enum TestErr {
+        Full,
+        Range,
+    }
+
+    impl From<OutOfRange> for TestErr {
+        fn from(_: OutOfRange) -> Self {
+            TestErr::Range
+        }
+    }
+
     #[test]
     fn emit_errors_stop_the_split() {
-        let c = Backing::<fn(usize) -> u64>::Contiguous(0);
+        let c = contiguous(0);
         let mut n = 0;
         let r = buffer_pieces(&c, 0, 3 * WINDOW, |_| {
             n += 1;
             if n == 2 {
-                Err("full")
+                Err(TestErr::Full)
             } else {
                 Ok(())
             }
         });
-        assert_eq!(r, Err("full"));
+        assert_eq!(r, Err(TestErr::Full));
         assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn out_of_range_is_an_error_not_a_panic() {
+        let ok = |_: Piece| Ok::<(), TestErr>(());
+        // Past the last page, past a contiguous backing, an overflowing end, a zero page size.
+        let p = Backing::Pages {
+            page_size: PAGE,
+            bus_of: pages16,
+        };
+        assert_eq!(buffer_pieces(&p, 15 * PAGE, PAGE, ok), Ok(()));
+        assert_eq!(
+            buffer_pieces(&p, 15 * PAGE, PAGE + 1, ok),
+            Err(TestErr::Range)
+        );
+        let c = Backing::<fn(usize) -> Option<u64>>::Contiguous { bus: 0, len: 8192 };
+        assert_eq!(buffer_pieces(&c, 8191, 1, ok), Ok(()));
+        assert_eq!(buffer_pieces(&c, 8191, 2, ok), Err(TestErr::Range));
+        assert_eq!(buffer_pieces(&c, usize::MAX, 2, ok), Err(TestErr::Range));
+        let top = Backing::<fn(usize) -> Option<u64>>::Contiguous {
+            bus: u64::MAX - 10,
+            len: 8192,
+        };
+        assert_eq!(buffer_pieces(&top, 0, 11, ok), Ok(()));
+        assert_eq!(buffer_pieces(&top, 11, 1, ok), Err(TestErr::Range));
+        let zero = Backing::Pages {
+            page_size: 0,
+            bus_of: pages16,
+        };
+        assert_eq!(buffer_pieces(&zero, 0, 1, ok), Err(TestErr::Range));
+        let span = |_, _, _| Ok::<(), TestErr>(());
+        assert_eq!(for_each_page_span(0, 1, 0, span), Err(TestErr::Range));
+        assert_eq!(
+            for_each_page_span(usize::MAX, 1, PAGE, span),
+            Err(TestErr::Range)
+        );
+        // A segment ending exactly at the top of the bus address space is fine.
+        let segs = [(u64::MAX - 4095, 4096usize)];
+        assert_eq!(segment_pieces(segs, ok), Ok(()));
+    }
+
+    #[test]
+    fn mmap_requests() {
+        let shift = 12;
+        // Buffers 1 (4 pages) and 7 (1 page).
+        let bufs = |h: u32| match h {
+            1 => Some(4),
+            7 => Some(1),
+            _ => None,
+        };
+        let pgoff = |h: u32, first: usize| (mmap_offset(h) >> shift) as usize + first;
+        assert_eq!(mmap_offset(1), 1 << 32);
+        assert_eq!(mmap_request(pgoff(1, 0), 4, shift, bufs), Some((1, 0)));
+        assert_eq!(mmap_request(pgoff(1, 3), 1, shift, bufs), Some((1, 3)));
+        assert_eq!(mmap_request(pgoff(1, 3), 2, shift, bufs), None);
+        assert_eq!(mmap_request(pgoff(1, 4), 1, shift, bufs), None);
+        assert_eq!(mmap_request(pgoff(7, 0), 1, shift, bufs), Some((7, 0)));
+        assert_eq!(mmap_request(pgoff(2, 0), 1, shift, bufs), None);
+        assert_eq!(mmap_request(0, 1, shift, bufs), None);
+        assert_eq!(mmap_request(pgoff(1, 0), usize::MAX, shift, bufs), None);
+        // 16 KiB and 64 KiB pages.
+        assert_eq!(mmap_request(1 << 18, 4, 14, bufs), Some((1, 0)));
+        assert_eq!(mmap_request((1 << 16) + 3, 1, 16, bufs), Some((1, 3)));
+        // A page offset whose handle bits do not fit a u32 names no buffer.
+        assert_eq!(
+            mmap_request(usize::MAX, 1, shift, |_| Some(usize::MAX)),
+            None
+        );
+        assert_eq!(mmap_request(0, 1, 40, bufs), None);
     }
 }

@@ -13,6 +13,7 @@ use kernel::{
         Bound, //
     },
     dma::DataDirection,
+    page::PAGE_SIZE,
     prelude::*,
 };
 
@@ -37,6 +38,12 @@ pub(crate) fn data_direction(dir: Dir) -> DataDirection {
     }
 }
 
+/// The longest scatter-gather segment the driver makes or lets the DMA layer merge: one window,
+/// or one page where pages are larger (pieces are cut at window steps anyway).
+pub(crate) fn max_segment() -> u32 {
+    WINDOW.max(PAGE_SIZE) as u32
+}
+
 /// Pins `[addr, addr + len)` of the current process for a command in direction `dir`.
 pub(crate) fn pin(addr: usize, len: usize, dir: Dir) -> Result<Pinned<'static>> {
     Pinned::from_user(addr, len, data_direction(dir))
@@ -50,8 +57,7 @@ pub(crate) struct UserDma<'a> {
 impl<'a> UserDma<'a> {
     /// Maps `pinned` for the device; `dir` is what the device does to the memory.
     pub(crate) fn map(dev: &device::Device<Bound>, pinned: Pinned<'a>, dir: Dir) -> Result<Self> {
-        // One segment per command at most (probe also caps the device's segment size).
-        let sg = SgMap::new(dev, pinned, data_direction(dir), WINDOW as u32)?;
+        let sg = SgMap::new(dev, pinned, data_direction(dir), max_segment())?;
         Ok(Self { sg })
     }
 

@@ -67,45 +67,47 @@ pub(crate) enum Owner {
     Device,
 }
 
-/// One page mapped for the device with the streaming DMA API (bidirectional).
+/// One page, mapped for the device with the streaming DMA API (bidirectional).
 ///
 /// # Invariants
 ///
-/// `addr` is a live mapping of one page for `dev`, unmapped in `Drop`; the owner keeps the page
-/// alive longer than this value.
+/// `addr` is a live mapping of `page` for `dev`, unmapped in `Drop` before `page` is released
+/// (the `Drop` body runs before the fields drop).
 pub(crate) struct PageMap {
     dev: ARef<device::Device>,
     addr: DmaAddress,
+    page: Page,
 }
 
-// SAFETY: the mapping may be synced and unmapped from any thread.
-unsafe impl Send for PageMap {}
-// SAFETY: `&PageMap` only reads `addr` and calls the thread-safe sync functions.
-unsafe impl Sync for PageMap {}
-
 impl PageMap {
-    /// Maps `page` for `dev`; the caller keeps `page` alive as long as the mapping.
-    pub(crate) fn new(dev: &device::Device<Bound>, page: &Page) -> Result<Self> {
+    /// Maps `page` for `dev`; the mapping owns the page.
+    pub(crate) fn new(dev: &device::Device<Bound>, page: Page) -> Result<Self> {
         let raw = raw_dev(dev);
         let dir = DataDirection::Bidirectional.into();
-        // SAFETY: `dev` is bound; `page` is a valid page, which the caller keeps alive while the
-        // returned mapping exists (and so while the device may access it).
+        // SAFETY: `dev` is bound; `page` is a valid page, owned by the returned value, which
+        // unmaps it before releasing it.
         let addr =
             unsafe { bindings::dma_map_page_attrs(raw, page.as_ptr(), 0, PAGE_SIZE, dir, 0) };
         // SAFETY: `addr` was just returned by `dma_map_page_attrs` for `raw`.
         if unsafe { edu_dma_mapping_error(raw, addr) } != 0 {
             return Err(ENOMEM);
         }
-        // INVARIANT: `addr` is a live mapping for `dev`.
+        // INVARIANT: `addr` is a live mapping of `page` for `dev`.
         Ok(Self {
             dev: dev.into(),
             addr,
+            page,
         })
     }
 
     /// The bus address of the page.
     pub(crate) fn addr(&self) -> DmaAddress {
         self.addr
+    }
+
+    /// The page.
+    pub(crate) fn page(&self) -> &Page {
+        &self.page
     }
 
     /// Hands `[offset, offset + len)` of the page to `to`; the range is clamped to the page.
@@ -134,7 +136,7 @@ impl Drop for PageMap {
         // now would overwrite what the CPU wrote since).
         let attrs = bindings::DMA_ATTR_SKIP_CPU_SYNC as c_ulong;
         // SAFETY: by the type invariant the mapping is live, made for `dev` with this size and
-        // direction; it is unmapped exactly once.
+        // direction; it is unmapped exactly once, before `page` is released.
         unsafe {
             bindings::dma_unmap_page_attrs(raw_dev(&self.dev), self.addr, PAGE_SIZE, dir, attrs)
         };
@@ -143,9 +145,11 @@ impl Drop for PageMap {
 
 /// Maps `buf` into `vma` from page `first_page` of the buffer (`dma_mmap_coherent`).
 ///
-/// The caller keeps `buf` alive as long as the mapping may exist, or zaps the mapping before it
-/// frees `buf`.
-pub(crate) fn mmap_coherent(
+/// # Safety
+///
+/// The caller keeps `buf` alive as long as the mapping may exist, or removes the mapping's page
+/// table entries (e.g. [`super::vm::FileMapping::zap`]) before it frees `buf`.
+pub(crate) unsafe fn mmap_coherent(
     dev: &device::Device<Bound>,
     vma: &VmaNew,
     buf: &Coherent<[u8]>,
@@ -154,12 +158,13 @@ pub(crate) fn mmap_coherent(
     let raw = vma.as_ptr();
     // SAFETY: `vma` is being set up by `mmap` and is exclusively ours while borrowed.
     let pgoff = unsafe { (*raw).vm_pgoff };
-    // SAFETY: as above. `dma_mmap_attrs` reads `vm_pgoff` as the page offset into the buffer
-    // (and checks it against the size).
+    // SAFETY: `vma` is being set up by `mmap` and is exclusively ours while borrowed.
+    // `dma_mmap_attrs` reads `vm_pgoff` as the page offset into the buffer (and checks it
+    // against the size).
     unsafe { (*raw).vm_pgoff = first_page };
     // SAFETY: `dev` is bound; `buf` was allocated for it by `dma_alloc_attrs` with these CPU and
     // bus addresses and this size; `raw` is a VMA being set up; the caller keeps `buf` alive as
-    // long as the mapping, or zaps it first.
+    // long as the mapping, or zaps it first (this function's requirement).
     let ret = to_result(unsafe {
         bindings::dma_mmap_attrs(
             raw_dev(dev),

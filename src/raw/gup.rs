@@ -109,7 +109,9 @@ impl<'a> Pinned<'a> {
         max_len: usize,
         max_pages: usize,
     ) -> Result<Self> {
-        // SAFETY: as in `from_dest`, for the memory a write call reads.
+        // SAFETY: `as_raw` of a borrowed `IovIterSource` is a valid iterator while borrowed, which
+        // covers the call; the memory it describes is valid for reads for `'a`, the lifetime of
+        // the returned value.
         unsafe { Self::from_iter(iter.as_raw(), max_len, max_pages, false) }
     }
 

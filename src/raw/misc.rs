@@ -55,7 +55,13 @@ impl Fops {
 }
 
 /// A file type served through [`MiscNode`]s.
-pub(crate) trait NodeFile: MiscDevice + 'static {
+///
+/// # Safety
+///
+/// `fops()` returns operations built by `Fops::new::<Self>()`, and files of this type are opened
+/// only through nodes registered by [`MiscNode::<Self>::register`] (never through
+/// `kernel::miscdevice::MiscDeviceRegistration`): [`MiscNode::data_of`] relies on both.
+pub(crate) unsafe trait NodeFile: MiscDevice + 'static {
     /// What a node of this type serves, handed to `open` through [`MiscNode::data_of`].
     type Data: Send + Sync + 'static;
 
@@ -110,9 +116,9 @@ impl<T: NodeFile> MiscNode<T> {
     /// The data of the node that `misc` was opened through; valid during `open`.
     pub(crate) fn data_of(misc: &MiscDeviceRegistration<T>) -> &T::Data {
         let inner = misc.as_raw().cast::<Opaque<bindings::miscdevice>>();
-        // SAFETY: `open` of a `T` file is reached only through `T::fops()`, which only
-        // `MiscNode::<T>::register` installs, so `inner` is the `inner` field of a
-        // `MiscNode<T>`. `misc_open` holds `misc_mtx`, which `misc_deregister` (in `Drop`) takes,
+        // SAFETY: by `NodeFile`'s contract, a `T` file is opened only through a node that
+        // `MiscNode::<T>::register` registered with `T`'s own operations, so `inner` is the
+        // `inner` field of a `MiscNode<T>`. `misc_open` holds `misc_mtx`, which `misc_deregister` (in `Drop`) takes,
         // so that node is alive while `misc` is borrowed.
         let node = unsafe { &*kernel::container_of!(inner, MiscNode<T>, inner) };
         &node.data

@@ -7,7 +7,12 @@
 //! siblings here), knows no driver type, and could move into `kernel::` as it is. Each file's
 //! header names the gap it fills and where it would live upstream. Only these files call
 //! `kernel::bindings` or the C shim (`shim.c`, for functions that are static inline in C and
-//! have no `rust/helpers` wrapper), so the rest of the driver is safe Rust.
+//! have no `rust/helpers` wrapper).
+//!
+//! The rest of the driver is safe Rust except where a `kernel` or `raw` API is `unsafe` by
+//! contract, each with its proof: `device.rs` (`as_bound` under the lifetime protocol),
+//! `driver.rs` (the QEMU vendor ID, DMA mask setup in probe), `file.rs` (the uapi structs as
+//! plain bytes, `NodeFile`), `buffer.rs` (`mmap_coherent`, whose mapping unbind zaps).
 
 pub(crate) mod cred;
 pub(crate) mod dma;

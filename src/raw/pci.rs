@@ -47,7 +47,8 @@ pub(crate) fn location(pdev: &pci::Device<Bound>) -> PciLocation {
     // SAFETY: `raw` is a valid, bound `pci_dev`; `bus` is set at enumeration and stays valid
     // while the device exists.
     let domain = unsafe { edu_pci_domain_nr(raw) };
-    // SAFETY: `raw` and its `bus` are valid (as above); `number` is constant after enumeration.
+    // SAFETY: `raw` is a valid, bound `pci_dev` whose `bus` points to its (live) bus, set at
+    // enumeration; `number` is constant after enumeration.
     let bus = unsafe { (*(*raw).bus).number };
     // SAFETY: `raw` is valid; `devfn` is constant after enumeration.
     let devfn = unsafe { (*raw).devfn };

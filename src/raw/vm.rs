@@ -4,7 +4,7 @@
 //! range.
 //!
 //! 7.2 gap: `mm::virt::VmaNew` has no `pgoff()` getter, and `kernel::fs::File` has no access to
-//! its `address_space` (`unmap_mapping_range`). Upstream home: `kernel::mm::virt` and a future
+//! its inode's `address_space` (`unmap_mapping_range`), nor an inode reference type. Upstream home: `kernel::mm::virt` and a future
 //! `kernel::fs::AddressSpace`.
 
 use kernel::{
@@ -13,26 +13,33 @@ use kernel::{
     mm::virt::VmaNew, //
 };
 
-/// The page-cache mapping of an open file: every VMA that maps the file is linked into it.
+/// The page-cache mapping of a file: every VMA that maps the file is linked into it.
 ///
 /// # Invariants
 ///
-/// The pointer is the `f_mapping` of a file that the owner of this value keeps open (the owner
-/// lives no longer than the file it was created from), so the inode and its mapping stay alive.
-pub(crate) struct FileMapping(*mut bindings::address_space);
+/// `inode` carries a reference (taken in [`FileMapping::of`], dropped in `Drop`), and `mapping`
+/// is the `f_mapping` of a file open on that inode, which lives as long as the inode.
+pub(crate) struct FileMapping {
+    inode: *mut bindings::inode,
+    mapping: *mut bindings::address_space,
+}
 
-// SAFETY: `unmap_mapping_range` may be called from any thread.
+// SAFETY: `unmap_mapping_range` and `iput` may be called from any thread.
 unsafe impl Send for FileMapping {}
 // SAFETY: `&FileMapping` offers nothing but `zap`, which is thread-safe.
 unsafe impl Sync for FileMapping {}
 
 impl FileMapping {
-    /// The mapping of `file`; the caller keeps `file` open as long as the returned value.
+    /// The mapping of `file`, kept alive (with its inode) as long as the returned value.
     pub(crate) fn of(file: &File) -> Self {
-        // SAFETY: `file` is a valid open file; `f_mapping` is set at open and stays valid while
-        // the file is open.
-        // INVARIANT: the caller keeps the file open while this value lives.
-        Self(unsafe { (*file.as_ptr()).f_mapping })
+        let raw = file.as_ptr();
+        // SAFETY: `file` is a valid open file; `f_inode` and `f_mapping` are set at open and stay
+        // valid while the file is open, which covers this call.
+        let (inode, mapping) = unsafe { ((*raw).f_inode, (*raw).f_mapping) };
+        // SAFETY: `inode` is the inode of an open file, so its reference count is non-zero.
+        unsafe { bindings::ihold(inode) };
+        // INVARIANT: the inode reference was just taken; `mapping` belongs to it.
+        Self { inode, mapping }
     }
 
     /// Removes every user PTE mapping file offsets `[offset, offset + len)`, in every VMA of
@@ -41,8 +48,17 @@ impl FileMapping {
         let (Ok(start), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
             return;
         };
-        // SAFETY: by the type invariant the mapping is alive; the range is any pair of offsets.
-        unsafe { bindings::unmap_mapping_range(self.0, start, len, 1) };
+        // SAFETY: by the type invariant the mapping is alive (its inode is held); the range is
+        // any pair of offsets.
+        unsafe { bindings::unmap_mapping_range(self.mapping, start, len, 1) };
+    }
+}
+
+impl Drop for FileMapping {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant `inode` carries the reference taken in `of`, dropped
+        // exactly once here.
+        unsafe { bindings::iput(self.inode) };
     }
 }
 

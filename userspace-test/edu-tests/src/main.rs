@@ -5,13 +5,15 @@
 //! Exit status 0 iff no test failed.
 //!
 //! Usage: `edu-tests [--filter SUBSTR] [--list] [--group NAME|all]...` with the groups core, buf,
-//! timeouts, user, unbind, stress, unplug. `all`, the default, is every group but the opt-in
-//! ones (`unbind`, `stress`, `unplug`), which must be asked for by name. `unplug` needs a host
-//! that hot-unplugs edu-dma1 when the guest prints `EDU-UNPLUG-NOW 1` (`scripts/vm --hotplug`).
+//! timeouts, user, unbind, stress, unplug, failnth. `all`, the default, is every group but the
+//! opt-in ones (`unbind`, `stress`, `unplug`, `failnth`), which must be asked for by name.
+//! `unplug` needs a host that hot-unplugs edu-dma1 when the guest prints `EDU-UNPLUG-NOW 1`
+//! (`scripts/vm --hotplug`); `failnth` a kernel with fault injection (the debug kernel).
 
 mod buf;
 mod copy_big;
 mod core;
+mod failnth;
 mod harness;
 mod inflight;
 mod stress;
@@ -41,11 +43,12 @@ const GROUPS: &[Group] = &[
     ("unbind", unbind::tests),
     ("stress", stress::tests),
     ("unplug", inflight::unplug_tests),
+    ("failnth", failnth::tests),
 ];
 
 /// Groups that run only when named: they unbind devices, need a host-side hot unplug, or run for
 /// minutes.
-const OPT_IN: &[&str] = &["unbind", "stress", "unplug"];
+const OPT_IN: &[&str] = &["unbind", "stress", "unplug", "failnth"];
 
 struct Args {
     filter: Option<String>,
@@ -55,8 +58,8 @@ struct Args {
 
 fn usage() -> String {
     "usage: edu-tests [--filter SUBSTR] [--list] \
-     [--group core|buf|timeouts|user|unbind|stress|unplug|all]...\n\
-     --group may be repeated; default all (every group but unbind, stress and unplug)"
+     [--group core|buf|timeouts|user|unbind|stress|unplug|failnth|all]...\n\
+     --group may be repeated; default all (every group but unbind, stress, unplug and failnth)"
         .to_string()
 }
 

@@ -1,0 +1,681 @@
+//! Group `failnth` (opt-in; the debug kernel): systematic fault injection over every entry point.
+//!
+//! For each entry point, for N = 1, 2, 3, ...: arm `/proc/thread-self/fail-nth` with N (the N-th
+//! injectable call of this thread fails: a slab allocation, a page allocation or a user copy,
+//! with failslab/fail_page_alloc set to fail sleeping and order-0 allocations too), make the call,
+//! disarm, and judge it. A run that consumed the fault must end in a clean errno (`ENOMEM`,
+//! `EFAULT`) or succeed (a fault the kernel absorbed), and the same call must then succeed without
+//! injection, with the device still moving data correctly. The sweep of an entry point ends at
+//! the first N the call did not reach; N - 1 is its count of injection points, printed as
+//! `# failnth <entry>: <count> injection points (...)` so that a new unchecked path shows up as a
+//! new count. At the end the device's whole buffer budget must be allocatable again (nothing
+//! leaked); the debug boot then checks kmemleak and the DMA-API bookkeeping after rmmod.
+//!
+//! Between arming and disarming the test makes only the call under test: every argument, buffer
+//! and mapping is prepared (and touched) before, so no page fault or allocation of the test
+//! itself consumes the fault.
+//!
+//! `failnth.probe` does the same to binding edu-dma1 through sysfs: each failed probe must leave
+//! no `/dev` node, no interrupt and no binding behind, and the next bind works.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+
+use edu_dma::uapi::*;
+use edu_dma::{BufKind, Device};
+
+use crate::harness::*;
+
+pub fn tests() -> Vec<Test> {
+    vec![test("sweep", sweep), test("probe", probe)]
+}
+
+/// Most injection points one entry point may have before the sweep calls it unbounded.
+const MAX_N: u32 = 400;
+/// Errnos an injected failure may end in.
+const CLEAN: [i32; 2] = [libc::ENOMEM, libc::EFAULT];
+const DEV: &str = "/dev/edu-dma0";
+
+/// Fault-injection knobs (debugfs) so that fail-nth reaches every allocation the driver makes.
+const KNOBS: [(&str, &str); 7] = [
+    ("failslab/ignore-gfp-wait", "N"),
+    ("failslab/verbose", "0"),
+    ("fail_page_alloc/ignore-gfp-wait", "N"),
+    ("fail_page_alloc/ignore-gfp-highmem", "N"),
+    ("fail_page_alloc/min-order", "0"),
+    ("fail_page_alloc/verbose", "0"),
+    ("fail_usercopy/verbose", "0"),
+];
+
+/// This thread's `/proc/thread-self/fail-nth`.
+struct FailNth(File);
+
+impl FailNth {
+    fn open() -> Result<Option<FailNth>, String> {
+        match File::options()
+            .read(true)
+            .write(true)
+            .open("/proc/thread-self/fail-nth")
+        {
+            Ok(f) => Ok(Some(FailNth(f))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("open fail-nth: {e}")),
+        }
+    }
+
+    /// The N-th injectable call of this thread from now on fails.
+    fn arm(&self, n: u32) -> TestResult {
+        let s = format!("{n}");
+        self.0
+            .write_at(s.as_bytes(), 0)
+            .map(|_| ())
+            .map_err(|e| format!("arm fail-nth {n}: {e}"))
+    }
+
+    /// Disarms; returns whether the armed fault was injected.
+    fn disarm(&self) -> Result<bool, String> {
+        let mut buf = [0u8; 16];
+        // Reading copies to user memory, itself an injection point: with 1 left, that copy
+        // consumes the fault and fails with EFAULT, so the call under test did not reach it.
+        let injected = match self.0.read_at(&mut buf, 0) {
+            Ok(n) => {
+                let v = std::str::from_utf8(&buf[..n]).unwrap_or("?").trim();
+                v.parse::<u32>()
+                    .map_err(|_| format!("fail-nth reads {v:?}"))?
+                    == 0
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EFAULT) => false,
+            Err(e) => return Err(format!("read fail-nth: {e}")),
+        };
+        // Writing 0 may itself consume a last count left (and fail): either way it ends at 0.
+        let _ = self.0.write_at(b"0", 0);
+        let n = self
+            .0
+            .read_at(&mut buf, 0)
+            .map_err(|e| format!("re-read fail-nth: {e}"))?;
+        let v = std::str::from_utf8(&buf[..n]).unwrap_or("?").trim();
+        ensure(v == "0", || format!("fail-nth not disarmed: {v:?}"))?;
+        Ok(injected)
+    }
+}
+
+/// Touches stack below the current frame, so that a call under test does not fault it in.
+#[inline(never)]
+fn touch_stack() {
+    let mut a = [0u8; 64 * 1024];
+    std::hint::black_box(&mut a);
+}
+
+fn errno(r: &io::Result<()>) -> Option<i32> {
+    r.as_ref().err().map(|e| e.raw_os_error().unwrap_or(-1))
+}
+
+fn io_ret(ret: isize) -> io::Result<()> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// The outcomes of one entry point's sweep.
+#[derive(Default)]
+struct Tally {
+    points: u32,
+    failed: std::collections::BTreeMap<String, u32>,
+    absorbed: u32,
+}
+
+/// The call under test of an entry point.
+type Call<S> = Box<dyn Fn(&mut S) -> io::Result<()>>;
+
+/// One entry point: `setup` prepares (uninjected) what the call needs, `call` is the call
+/// under test (armed), `after` checks the state after an uninjected success.
+struct Entry<S> {
+    name: &'static str,
+    setup: Box<dyn Fn() -> Result<S, String>>,
+    call: Call<S>,
+    after: Box<dyn Fn(&mut S) -> TestResult>,
+}
+
+fn entry<S>(
+    name: &'static str,
+    setup: impl Fn() -> Result<S, String> + 'static,
+    call: impl Fn(&mut S) -> io::Result<()> + 'static,
+    after: impl Fn(&mut S) -> TestResult + 'static,
+) -> Entry<S> {
+    Entry {
+        name,
+        setup: Box::new(setup),
+        call: Box::new(call),
+        after: Box::new(after),
+    }
+}
+
+/// A verified round trip through edu-dma0's window (the device still works).
+fn usable(dev: &Device, seed: u64) -> TestResult {
+    let out = pattern(512, seed);
+    let mut back = vec![0u8; 512];
+    dev.write_window_from(&out, 1000)
+        .ctx("round trip: to device")?;
+    dev.read_window_into(&mut back, 1000)
+        .ctx("round trip: from device")?;
+    check_same(&back, &out, "round trip after an injected failure")
+}
+
+fn run<S>(fnth: &FailNth, probe: &Device, e: &Entry<S>) -> Result<Tally, String> {
+    let mut t = Tally::default();
+    for n in 1..=MAX_N {
+        let mut s = (e.setup)().map_err(|m| format!("{}: setup: {m}", e.name))?;
+        touch_stack();
+        fnth.arm(n)?;
+        let r = (e.call)(&mut s);
+        let injected = fnth.disarm()?;
+        let what = format!("{} with fault {n}", e.name);
+        if !injected {
+            r.ctx(&what)?;
+            (e.after)(&mut s).map_err(|m| format!("{what}: {m}"))?;
+            t.points = n - 1;
+            return Ok(t);
+        }
+        match errno(&r) {
+            None => {
+                t.absorbed += 1;
+                (e.after)(&mut s).map_err(|m| format!("{what} (absorbed): {m}"))?;
+            }
+            Some(x) if CLEAN.contains(&x) => {
+                *t.failed.entry(errno_name(x)).or_default() += 1;
+                // The same call succeeds right after, on the same state.
+                (e.call)(&mut s).ctx(format!("{what}: the retry"))?;
+                (e.after)(&mut s).map_err(|m| format!("{what}: after the retry: {m}"))?;
+            }
+            Some(x) => return Err(format!("{what}: {}", errno_name(x))),
+        }
+        drop(s);
+        usable(probe, u64::from(n)).map_err(|m| format!("{what}: {m}"))?;
+    }
+    Err(format!("{}: more than {MAX_N} injection points", e.name))
+}
+
+fn report(name: &str, t: &Tally) {
+    let failed: Vec<String> = t.failed.iter().map(|(k, v)| format!("{k} x{v}")).collect();
+    diag(format!(
+        "failnth {name}: {} injection points (failed: {}; absorbed: {})",
+        t.points,
+        if failed.is_empty() {
+            "none".to_string()
+        } else {
+            failed.join(", ")
+        },
+        t.absorbed
+    ));
+}
+
+/// An open file with a buffer of `kind` (and a filled user buffer for user-memory calls).
+struct Fx {
+    dev: Device,
+    handle: u32,
+    mmap_offset: u64,
+    user: Vec<u8>,
+    other: u32,
+}
+
+fn fx(kind: BufKind) -> Result<Fx, String> {
+    let dev = open(0)?;
+    let a = dev.alloc(8192, kind).ctx("alloc")?;
+    let (handle, mmap_offset) = (a.handle(), a.mmap_offset());
+    a.into_handle();
+    let b = dev.alloc(8192, kind).ctx("alloc")?.into_handle();
+    let mut user = vec![0u8; 3 * 4096];
+    fill_pattern(&mut user, 7);
+    Ok(Fx {
+        dev,
+        handle,
+        mmap_offset,
+        user,
+        other: b,
+    })
+}
+
+fn ioctl<T>(dev: &Device, cmd: u32, arg: &mut T) -> io::Result<()> {
+    // SAFETY: `arg` is a valid, writable struct of the size `cmd` names.
+    unsafe { dev.ioctl_raw(cmd, (arg as *mut T).cast()) }.map(|_| ())
+}
+
+fn xfer_req(f: &Fx, flags: u32) -> EduDmaXfer {
+    EduDmaXfer {
+        handle: f.handle,
+        flags,
+        buf_offset: 100,
+        win_offset: 0,
+        count: 4096,
+        ..Default::default()
+    }
+}
+
+fn user_req(f: &Fx, flags: u32) -> EduDmaUserXfer {
+    EduDmaUserXfer {
+        addr: f.user.as_ptr() as u64 + 100,
+        len: 4096,
+        win_offset: 0,
+        flags,
+        timeout_ms: 0,
+    }
+}
+
+fn mmap(f: &Fx) -> io::Result<usize> {
+    // SAFETY: a new shared mapping of our own buffer, placed by the kernel.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            8192,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            f.dev.fd(),
+            f.mmap_offset as libc::off_t,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(p as usize)
+    }
+}
+
+/// Unmaps what `mmap` mapped.
+fn munmap(addr: usize) {
+    // SAFETY: `addr` is an 8 KiB mapping made by `mmap` above and used by nobody else.
+    unsafe { libc::munmap(addr as *mut libc::c_void, 8192) };
+}
+
+/// A mapped buffer: the file, the mapping, and whether the call under test unmapped it.
+struct Mapped {
+    f: Fx,
+    at: Option<usize>,
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        if let Some(a) = self.at.take() {
+            munmap(a);
+        }
+    }
+}
+
+fn sweep() -> TestResult {
+    let Some(fnth) = FailNth::open()? else {
+        if std::env::var("EDU_TEST_REQUIRE_FAILNTH").is_ok() {
+            return Err("no /proc/thread-self/fail-nth in a kernel that must have it".into());
+        }
+        return skip("no fail-nth (CONFIG_FAULT_INJECTION off)");
+    };
+    for (k, v) in KNOBS {
+        std::fs::write(format!("/sys/kernel/debug/{k}"), v).ctx(k)?;
+    }
+    let probe = open(0)?;
+    let fact = FACTORIALS_10;
+    let path = CString::new(DEV).map_err(|e| e.to_string())?;
+
+    let mut all: Vec<(&str, Tally)> = Vec::new();
+    macro_rules! sweep_one {
+        ($e:expr) => {{
+            let e = $e;
+            let t = run(&fnth, &probe, &e)?;
+            report(e.name, &t);
+            all.push((e.name, t));
+        }};
+    }
+
+    sweep_one!(entry(
+        "open",
+        || Ok(-1),
+        move |fd: &mut i32| {
+            // SAFETY: a plain open of the node; `path` is a valid C string.
+            *fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+            io_ret(*fd as isize)
+        },
+        |fd: &mut i32| {
+            // SAFETY: `fd` was opened above and is closed once.
+            let r = unsafe { libc::close(*fd) };
+            *fd = -1;
+            ensure(r == 0, || "close".into())
+        },
+    ));
+    sweep_one!(entry(
+        "ioctl INFO",
+        || Ok((open(0)?, EduDmaInfo::default())),
+        |(d, i): &mut (Device, EduDmaInfo)| ioctl(d, EDU_DMA_IOC_INFO, i),
+        |(_, i)| ensure_eq(i.window_size, 4096, "info.window_size"),
+    ));
+    sweep_one!(entry(
+        "ioctl FACTORIAL",
+        || Ok((open(0)?, EduDmaFactorial::default())),
+        |(d, r): &mut (Device, EduDmaFactorial)| {
+            r.n = 10;
+            ioctl(d, EDU_DMA_IOC_FACTORIAL, r)
+        },
+        move |(_, r)| ensure_eq(r.result, fact, "10!"),
+    ));
+    for (name, kind) in [
+        ("ioctl BUF_ALLOC coherent", BufKind::Coherent),
+        ("ioctl BUF_ALLOC streaming", BufKind::Streaming),
+    ] {
+        sweep_one!(entry(
+            name,
+            || Ok((open(0)?, EduDmaBufAlloc::default())),
+            move |(d, a): &mut (Device, EduDmaBufAlloc)| {
+                *a = EduDmaBufAlloc {
+                    size: 8192,
+                    kind: kind.raw(),
+                    ..Default::default()
+                };
+                ioctl(d, EDU_DMA_IOC_BUF_ALLOC, a)
+            },
+            |(d, a)| {
+                d.free(a.handle).ctx("free the new buffer")?;
+                Ok(())
+            },
+        ));
+    }
+    sweep_one!(entry(
+        "ioctl BUF_FREE",
+        || fx(BufKind::Streaming),
+        |f: &mut Fx| {
+            let mut r = EduDmaBufFree {
+                handle: f.handle,
+                flags: 0,
+            };
+            ioctl(&f.dev, EDU_DMA_IOC_BUF_FREE, &mut r)
+        },
+        |f| expect_errno(f.dev.free(f.handle), libc::ENOENT, "handle freed"),
+    ));
+    for (name, kind) in [
+        ("ioctl BUF_FREE mapped coherent", BufKind::Coherent),
+        ("ioctl BUF_FREE mapped streaming", BufKind::Streaming),
+    ] {
+        sweep_one!(entry(
+            name,
+            move || {
+                let f = fx(kind)?;
+                let at = mmap(&f).ctx("mmap")?;
+                // SAFETY: `at` is our 8 KiB mapping; touch it before the call under test.
+                unsafe { std::ptr::write_volatile(at as *mut u8, 0x5a) };
+                Ok(Mapped { f, at: Some(at) })
+            },
+            |m: &mut Mapped| {
+                let mut r = EduDmaBufFree {
+                    handle: m.f.handle,
+                    flags: 0,
+                };
+                ioctl(&m.f.dev, EDU_DMA_IOC_BUF_FREE, &mut r)
+            },
+            |m| {
+                expect_errno(m.f.dev.free(m.f.handle), libc::ENOENT, "handle freed")?;
+                let at = m.at.ok_or("no mapping")?;
+                // SAFETY: the mapping stays valid after BUF_FREE (documented lifetime rule).
+                let b = unsafe { std::ptr::read_volatile(at as *const u8) };
+                ensure_eq(b, 0x5a, "mapping of a freed buffer")
+            },
+        ));
+    }
+    sweep_one!(entry(
+        "ioctl BUF_SYNC",
+        || fx(BufKind::Streaming),
+        |f: &mut Fx| {
+            let mut r = EduDmaBufSync {
+                handle: f.handle,
+                flags: EDU_DMA_SYNC_FOR_DEVICE,
+                offset: 100,
+                len: 5000,
+            };
+            ioctl(&f.dev, EDU_DMA_IOC_BUF_SYNC, &mut r)
+        },
+        |_| Ok(()),
+    ));
+    for (name, kind, flags) in [
+        (
+            "ioctl XFER coherent to device",
+            BufKind::Coherent,
+            EDU_DMA_TO_DEVICE,
+        ),
+        (
+            "ioctl XFER streaming to device",
+            BufKind::Streaming,
+            EDU_DMA_TO_DEVICE,
+        ),
+        (
+            "ioctl XFER streaming from device",
+            BufKind::Streaming,
+            EDU_DMA_FROM_DEVICE,
+        ),
+    ] {
+        sweep_one!(entry(
+            name,
+            move || fx(kind),
+            move |f: &mut Fx| {
+                let mut r = xfer_req(f, flags);
+                ioctl(&f.dev, EDU_DMA_IOC_XFER, &mut r)
+            },
+            |_| Ok(()),
+        ));
+    }
+    for (name, flags) in [
+        ("ioctl USER_XFER to device", EDU_DMA_TO_DEVICE),
+        ("ioctl USER_XFER from device", EDU_DMA_FROM_DEVICE),
+    ] {
+        sweep_one!(entry(
+            name,
+            || fx(BufKind::Streaming),
+            move |f: &mut Fx| {
+                let mut r = user_req(f, flags);
+                ioctl(&f.dev, EDU_DMA_IOC_USER_XFER, &mut r)
+            },
+            |_| Ok(()),
+        ));
+    }
+    sweep_one!(entry(
+        "ioctl COPY user to user",
+        || fx(BufKind::Streaming),
+        |f: &mut Fx| {
+            let base = f.user.as_ptr() as u64;
+            let mut r = EduDmaCopy {
+                src: base + 10,
+                dst: base + 4096 + 20,
+                len: 6000,
+                ..Default::default()
+            };
+            ioctl(&f.dev, EDU_DMA_IOC_COPY, &mut r)
+        },
+        |f| {
+            let want = pattern(6000 + 10, 7);
+            check_same(
+                &f.user[4096 + 20..4096 + 20 + 6000],
+                &want[10..],
+                "copied bytes",
+            )
+        },
+    ));
+    sweep_one!(entry(
+        "ioctl COPY buffer to buffer",
+        || fx(BufKind::Streaming),
+        |f: &mut Fx| {
+            let mut r = EduDmaCopy {
+                src: 0,
+                dst: 100,
+                len: 6000,
+                flags: EDU_DMA_COPY_SRC_BUF | EDU_DMA_COPY_DST_BUF,
+                src_handle: f.handle,
+                dst_handle: f.other,
+                ..Default::default()
+            };
+            ioctl(&f.dev, EDU_DMA_IOC_COPY, &mut r)
+        },
+        |_| Ok(()),
+    ));
+    for (name, kind) in [
+        ("mmap coherent", BufKind::Coherent),
+        ("mmap streaming", BufKind::Streaming),
+    ] {
+        sweep_one!(entry(
+            name,
+            move || Ok(Mapped {
+                f: fx(kind)?,
+                at: None
+            }),
+            |m: &mut Mapped| {
+                if let Some(a) = m.at.take() {
+                    munmap(a);
+                }
+                m.at = Some(mmap(&m.f)?);
+                Ok(())
+            },
+            |m| {
+                let at = m.at.ok_or("no mapping")?;
+                // SAFETY: `at` is our fresh 8 KiB shared mapping, read and written here only.
+                unsafe {
+                    std::ptr::write_volatile((at + 8191) as *mut u8, 0x3c);
+                    ensure_eq(
+                        std::ptr::read_volatile((at + 8191) as *const u8),
+                        0x3c,
+                        "mapped byte",
+                    )
+                }
+            },
+        ));
+    }
+    for (name, write) in [("write", true), ("read", false)] {
+        sweep_one!(entry(
+            name,
+            || fx(BufKind::Streaming),
+            move |f: &mut Fx| {
+                let p = f.user.as_mut_ptr();
+                // SAFETY: `p` points to 3 pages of our own memory; 4096 bytes from +100 fit.
+                let r = unsafe {
+                    if write {
+                        libc::pwrite(f.dev.fd(), p.add(100).cast(), 4096, 0)
+                    } else {
+                        libc::pread(f.dev.fd(), p.add(100).cast(), 4096, 0)
+                    }
+                };
+                io_ret(r)
+            },
+            |_| Ok(()),
+        ));
+    }
+    sweep_one!(entry(
+        "close with buffers",
+        || {
+            let f = fx(BufKind::Streaming)?;
+            let fd = f.dev.fd();
+            let m = Mapped { f, at: None };
+            Ok((Some(m), fd))
+        },
+        |(m, fd): &mut (Option<Mapped>, i32)| {
+            // Leak the `Device`'s file so the raw close below is the only one.
+            if let Some(m) = m.take() {
+                std::mem::forget(m);
+            }
+            // SAFETY: `fd` is the file of the forgotten `Device`, closed exactly once here.
+            io_ret(unsafe { libc::close(*fd) } as isize)
+        },
+        |_| Ok(()),
+    ));
+
+    // Nothing leaked: the device's whole budget (buf_cap_kib, 8 MiB) allocates again.
+    let dev = open(0)?;
+    let mut held = Vec::new();
+    for i in 0..4 {
+        held.push(dev.alloc(2 << 20, BufKind::Streaming).ctx(format!(
+            "after the sweep: 2 MiB buffer {i} of the 8 MiB cap"
+        ))?);
+    }
+    drop(held);
+    let total: u32 = all.iter().map(|(_, t)| t.points).sum();
+    diag(format!(
+        "failnth: {} entry points, {total} injection points in all",
+        all.len()
+    ));
+    ensure(total > 0, || "no injection point reached at all".into())
+}
+
+/// 10!
+const FACTORIALS_10: u64 = 3_628_800;
+
+/// The PCI address of `/dev/edu-dma1`'s device.
+fn edu1_addr() -> Result<String, String> {
+    let info = open(1)?.info().ctx("info edu-dma1")?;
+    Ok(info.pci_address())
+}
+
+fn edu_irq_lines() -> Result<usize, String> {
+    let s = std::fs::read_to_string("/proc/interrupts").ctx("/proc/interrupts")?;
+    Ok(s.lines().filter(|l| l.contains("edu_dma")).count())
+}
+
+fn probe() -> TestResult {
+    let Some(fnth) = FailNth::open()? else {
+        if std::env::var("EDU_TEST_REQUIRE_FAILNTH").is_ok() {
+            return Err("no /proc/thread-self/fail-nth in a kernel that must have it".into());
+        }
+        return skip("no fail-nth (CONFIG_FAULT_INJECTION off)");
+    };
+    let drv = crate::unbind::DRIVER;
+    let addr = edu1_addr()?;
+    let irqs = edu_irq_lines()?;
+    std::fs::write(format!("{drv}/unbind"), &addr).ctx("unbind edu-dma1")?;
+    let rebind = crate::unbind::Rebind::new(&addr);
+    let bind = File::options()
+        .write(true)
+        .open(format!("{drv}/bind"))
+        .ctx("open bind")?;
+    let bound = || std::path::Path::new(&format!("{drv}/{addr}")).exists();
+    let mut t = Tally::default();
+    for n in 1..=MAX_N {
+        ensure(!bound(), || format!("fault {n}: bound before the bind"))?;
+        touch_stack();
+        fnth.arm(n)?;
+        // SAFETY: a write of our own bytes to the sysfs bind file.
+        let r = io_ret(unsafe { libc::write(bind.as_raw_fd(), addr.as_ptr().cast(), addr.len()) });
+        let injected = fnth.disarm()?;
+        let what = format!("bind with fault {n}");
+        if !injected || r.is_ok() {
+            r.ctx(&what)?;
+            ensure(bound(), || format!("{what}: not bound after success"))?;
+            if !injected {
+                t.points = n - 1;
+                break;
+            }
+            t.absorbed += 1;
+            std::fs::write(format!("{drv}/unbind"), &addr).ctx(&what)?;
+            continue;
+        }
+        let e = errno(&r).unwrap_or(-1);
+        ensure(CLEAN.contains(&e), || format!("{what}: {}", errno_name(e)))?;
+        *t.failed.entry(errno_name(e)).or_default() += 1;
+        // A failed probe leaves nothing behind.
+        ensure(!bound(), || {
+            format!("{what}: failed ({}) but bound", errno_name(e))
+        })?;
+        ensure(!std::path::Path::new("/dev/edu-dma1").exists(), || {
+            format!("{what}: /dev/edu-dma1 left behind")
+        })?;
+        ensure_eq(
+            edu_irq_lines()?,
+            irqs - 1,
+            &format!("{what}: edu_dma interrupts"),
+        )?;
+        if n == MAX_N {
+            return Err(format!("bind: more than {MAX_N} injection points"));
+        }
+    }
+    report("probe (sysfs bind)", &t);
+    // Bound again: the guard's own bind (on the way out of a failure) is not needed.
+    drop(rebind);
+    // The device works after all that.
+    let dev = open(1)?;
+    ensure_eq(dev.factorial(5).ctx("5! on edu-dma1")?, 120, "5!")?;
+    ensure_eq(edu_irq_lines()?, irqs, "edu_dma interrupts after the sweep")
+}
