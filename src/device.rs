@@ -10,8 +10,9 @@
 //! File operations reach the bound device only through [`EduDevice::bound`], which counts them
 //! in `Life::users` while `!gone` and hands them a [`Live`] (the bound device, its BAR0 and the
 //! engine). Every DMA resource that outlives one call (a buffer) is tracked from its creation
-//! (`Live::track`) until it is revoked: by its owner through [`EduDevice::retire`] (inside
-//! `bound`), or by unbind. Unbind ([`EduDevice::shutdown`]) sets `gone` (new calls get `ENODEV`)
+//! (`Live::track`) until its owner lets go of it ([`EduDevice::retire`], inside `bound`) or
+//! unbind revokes it; other references to it are taken and dropped inside `bound` only, so its
+//! last reference, whose drop unmaps and frees, goes while the device is bound. Unbind ([`EduDevice::shutdown`]) sets `gone` (new calls get `ENODEV`)
 //! and closes the engine (waiting command sequences get `ENODEV`, the running one finishes),
 //! waits until no user is left, quiesces the device, and revokes every tracked resource: so every
 //! DMA allocation and mapping made for the device is released while the driver is bound to it.
@@ -32,7 +33,6 @@
 //! No lock is held across a device command except `Engine::state`, which the waiter's condition
 //! variable releases while it sleeps.
 
-use core::ptr;
 use kernel::{
     device::{
         Bound,
@@ -215,19 +215,25 @@ impl EduDevice {
         ret
     }
 
-    /// Releases a resource its owner let go of: revokes it now, while the device is bound, and
-    /// forgets it. Once unbind has started, `shutdown` revokes it instead (or already did). The
-    /// caller holds no driver lock (revoking may take an mmap lock).
-    pub(crate) fn retire<R: Revoke>(&self, r: &R) {
-        let addr = ptr::from_ref(r).cast::<u8>();
-        // `Err` only once unbind started: then `shutdown` owns the revocation.
+    /// Lets go of a tracked resource whose owner is done with it: forgets it and drops the
+    /// owner's reference while the device is bound, so that the last reference (the owner's, or
+    /// that of a transfer still using the resource, which runs inside `bound` too) goes while
+    /// the driver is bound and the resource's `Drop` may still unmap and free DMA memory. Once
+    /// unbind has started, the resource stays tracked and `shutdown` revokes it (or already did).
+    ///
+    /// Invariant that makes this sound: besides the tracking list and its owner, references to a
+    /// resource are only taken and dropped inside `bound`.
+    pub(crate) fn retire<R: Revoke>(&self, r: Arc<R>) {
+        let addr = Arc::as_ptr(&r).cast::<u8>();
+        // `Err` only once unbind started: then `shutdown` owns the revocation, and `r` is not
+        // the last reference while the resource is tracked.
         let _ = self.bound(|_| {
             self.revocables
                 .lock()
                 .retain(|t| Arc::as_ptr(t).cast::<u8>() != addr);
-            r.revoke();
             Ok(())
         });
+        drop(r);
     }
 
     /// Unbind: refuse new work, wait for running commands and users, quiesce the device, and

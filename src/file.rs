@@ -189,7 +189,7 @@ fn user_range(addr: u64, len: u64) -> Result<(usize, usize)> {
 #[pinned_drop]
 impl PinnedDrop for EduFile {
     fn drop(self: Pin<&mut Self>) {
-        // Out of the lock first: revoking may take an mmap lock, which orders before `bufs`.
+        // Out of the lock first: a buffer's last drop releases DMA memory and mappings.
         let (live, zombies) = {
             let mut bufs = self.bufs.lock();
             (
@@ -197,8 +197,8 @@ impl PinnedDrop for EduFile {
                 core::mem::take(&mut bufs.zombies),
             )
         };
-        for buf in Iterator::chain(live.iter().map(|e| &e.buf), zombies.iter()) {
-            self.edu.retire(&**buf);
+        for buf in Iterator::chain(live.into_iter().map(|e| e.buf), zombies) {
+            self.edu.retire(buf);
         }
     }
 }
@@ -213,6 +213,8 @@ impl EduFile {
         }
     }
 
+    /// The buffer of `handle`. Call it inside `bound` only, and drop the reference there: the
+    /// last reference to a buffer must go while the device is bound (see `EduDevice::retire`).
     fn buffer(&self, handle: u32) -> Result<Arc<Buffer>> {
         let bufs = self.bufs.lock();
         bufs.live
@@ -220,6 +222,19 @@ impl EduFile {
             .find(|e| e.handle == handle)
             .map(|e| e.buf.clone())
             .ok_or(ENOENT)
+    }
+
+    /// Checks that `handle` names a live buffer and `[offset, offset + len)` lies in it; returns
+    /// `(offset, end)`. Validation before `bound`, without taking a reference.
+    fn check_buffer(&self, handle: u32, offset: u64, len: u64) -> Result<(usize, usize)> {
+        let bufs = self.bufs.lock();
+        let buf = &bufs
+            .live
+            .iter()
+            .find(|e| e.handle == handle)
+            .ok_or(ENOENT)?
+            .buf;
+        buf.check_range(offset, len)
     }
 
     fn info(&self) -> Result<EduDmaInfo> {
@@ -275,31 +290,22 @@ impl EduFile {
         )
         .sum();
         let room = self.edu.params.file_cap.saturating_sub(held);
-        let buf = self
-            .edu
-            .bound(|live| Buffer::new(live, buffer_kind(req.kind)?, req.size, room))?;
         let handle = bufs.next;
-        let entry = Entry {
-            handle,
-            buf: buf.clone(),
-            mapped: false,
-        };
-        let pushed = match handle.checked_add(1) {
-            Some(next) => bufs
-                .live
-                .push(entry, GFP_KERNEL)
-                .map(|()| next)
-                .map_err(Error::from),
-            None => Err(ENOSPC),
-        };
-        match pushed {
-            Ok(next) => bufs.next = next,
-            Err(e) => {
-                drop(bufs);
-                self.edu.retire(&*buf);
-                return Err(e);
-            }
-        }
+        let next = handle.checked_add(1).ok_or(ENOSPC)?;
+        // Room first: once the buffer exists, nothing may fail.
+        bufs.live.reserve(1, GFP_KERNEL)?;
+        let buf = self.edu.bound(|live| {
+            let buf = Buffer::new(live, buffer_kind(req.kind)?, req.size, room)?;
+            let entry = Entry {
+                handle,
+                buf,
+                mapped: false,
+            };
+            // Cannot fail: the room was reserved above (the `bufs` lock is still held).
+            bufs.live.push_within_capacity(entry).map_err(|_| ENOMEM)
+        });
+        buf?;
+        bufs.next = next;
         req.handle = handle;
         req.mmap_offset = split::mmap_offset(handle);
         Ok(())
@@ -327,19 +333,20 @@ impl EduFile {
             return Ok(());
         }
         drop(bufs);
-        // Streaming pages are refcounted by their user mappings; the DMA mappings go now.
-        self.edu.retire(&*e.buf);
+        // Streaming pages are refcounted by their user mappings; the DMA mappings go with the
+        // last reference (now, or when a transfer using the buffer ends).
+        self.edu.retire(e.buf);
         Ok(())
     }
 
     fn buf_sync(&self, req: &EduDmaBufSync) -> Result {
         let to = sync_owner(req.flags)?;
-        let buf = self.buffer(req.handle)?;
-        if req.len == 0 {
-            return Err(EINVAL);
-        }
-        let (off, end) = buf.check_range(req.offset, req.len)?;
-        self.edu.bound(|_| buf.sync(off, end - off, to))
+        let (off, end) = match self.check_buffer(req.handle, req.offset, req.len) {
+            Ok(_) if req.len == 0 => return Err(EINVAL),
+            r => r?,
+        };
+        self.edu
+            .bound(|_| self.buffer(req.handle)?.sync(off, end - off, to))
     }
 
     fn xfer(&self, req: &EduDmaXfer) -> Result {
@@ -348,11 +355,12 @@ impl EduFile {
             return Err(EINVAL);
         }
         let (win, count) = window_range(req.win_offset, req.count)?;
-        let buf = self.buffer(req.handle)?;
-        let (off, _) = buf.check_range(req.buf_offset, count as u64)?;
+        let (off, _) = self.check_buffer(req.handle, req.buf_offset, count as u64)?;
         let tmo = self.timeout(req.timeout_ms);
-        self.edu
-            .bound(|live| xfer::buffer_xfer(live, &buf, off, win, count, dir, tmo))
+        self.edu.bound(|live| {
+            let buf = self.buffer(req.handle)?;
+            xfer::buffer_xfer(live, &buf, off, win, count, dir, tmo)
+        })
     }
 
     fn user_xfer(&self, req: &EduDmaUserXfer) -> Result {
@@ -366,14 +374,21 @@ impl EduFile {
         })
     }
 
-    fn side(&self, addr: u64, len: u64, is_buf: bool, handle: u32) -> Result<Side> {
+    /// Validates one side of a copy; `Some(handle)` for a buffer side, resolved in `bound`.
+    fn side(&self, addr: u64, len: u64, is_buf: bool, handle: u32) -> Result<(Option<u32>, usize)> {
         if is_buf {
-            let buf = self.buffer(handle)?;
-            let (off, _) = buf.check_range(addr, len)?;
-            Ok(Side::Buf(buf, off))
+            Ok((Some(handle), self.check_buffer(handle, addr, len)?.0))
         } else {
-            Ok(Side::User(user_range(addr, len)?.0))
+            Ok((None, user_range(addr, len)?.0))
         }
+    }
+
+    /// A validated side, with its buffer reference (inside `bound`).
+    fn resolve(&self, side: (Option<u32>, usize)) -> Result<Side> {
+        Ok(match side {
+            (Some(handle), off) => Side::Buf(self.buffer(handle)?, off),
+            (None, addr) => Side::User(addr),
+        })
     }
 
     fn copy(&self, req: &mut EduDmaCopy) -> Result {
@@ -396,15 +411,19 @@ impl EduFile {
             req.flags & EDU_DMA_COPY_DST_BUF != 0,
             req.dst_handle,
         )?;
-        let job = CopyJob {
-            src,
-            dst,
-            len: usize::try_from(req.len).map_err(|_| E2BIG)?,
-            pin_pages: self.edu.params.pin_pages,
-            timeout_ms: self.timeout(req.timeout_ms),
-        };
+        let len = usize::try_from(req.len).map_err(|_| E2BIG)?;
+        let timeout_ms = self.timeout(req.timeout_ms);
         let mut done = 0;
-        let ret = self.edu.bound(|live| job.run(live, &mut done));
+        let ret = self.edu.bound(|live| {
+            let job = CopyJob {
+                src: self.resolve(src)?,
+                dst: self.resolve(dst)?,
+                len,
+                pin_pages: self.edu.params.pin_pages,
+                timeout_ms,
+            };
+            job.run(live, &mut done)
+        });
         req.done = done as u64;
         ret
     }
@@ -549,8 +568,8 @@ impl MiscDevice for EduFile {
         })
         .ok_or(EINVAL)?;
         let entry = live.iter_mut().find(|e| e.handle == handle).ok_or(EINVAL)?;
-        let buf = entry.buf.clone();
         let base = split::mmap_offset(handle);
+        let buf = &entry.buf;
         me.edu
             .bound(|live| buf.mmap(live.dev, file, vma, first, base))?;
         entry.mapped = true;
