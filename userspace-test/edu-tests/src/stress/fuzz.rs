@@ -16,7 +16,10 @@
 //! before any DMA (every user pointer lies in a slot fenced by PROT_NONE), so the device work
 //! stays bounded.
 //!
-//! All memory the device may write is the fuzzer's own mmap'd scratch, never Rust objects.
+//! All memory the device may write is the fuzzer's own mmap'd scratch, never Rust objects. That
+//! includes the argument struct itself when it sits in scratch or a device mapping: a request is
+//! judged by what was submitted, and only the fields an ioctl writes are read back
+//! ([`judged_request`]; see `stress.fuzz_overlapping_dest`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -33,7 +36,7 @@ const SLOT: usize = 64 * 1024;
 const DEV_SLOTS: usize = 6;
 /// Slots: 0 scratch (RW), 1 read-only page, 2 PROT_NONE, 3.. device mappings.
 const NSLOTS: usize = 3 + DEV_SLOTS;
-const SCRATCH: usize = 4 * 4096;
+pub(super) const SCRATCH: usize = 4 * 4096;
 /// Longest device mapping (pages); the rest of a slot stays PROT_NONE.
 const MAX_MAP_PAGES: u64 = 15;
 
@@ -75,7 +78,7 @@ fn errno_of(r: &std::io::Result<i32>) -> Option<i32> {
 
 /// Where a user pointer points.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Class {
+pub(super) enum Class {
     /// Readable and writable, pinnable (scratch, streaming RW mapping).
     Valid,
     /// Never pinnable: unmapped, PROT_NONE, kernel, non-canonical, VM_PFNMAP.
@@ -84,6 +87,54 @@ enum Class {
     Top,
     /// Depends on direction or length (read-only, partial, straddling).
     Maybe,
+}
+
+/// Where an ioctl's argument struct lives.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Arg {
+    /// A copy on the stack (never a DMA destination).
+    Stack,
+    /// Fuzzer-owned writable memory (scratch or a writable device mapping), 128 bytes of room:
+    /// the request is copied there, and a device-to-memory transfer of the same call may
+    /// overwrite it.
+    Mem(usize),
+    /// An address the kernel cannot read the struct from (EFAULT).
+    Bad(usize),
+    /// The read-only page.
+    ReadOnly(usize),
+}
+
+/// (offset, size) of `field` in uapi struct `t`.
+macro_rules! field {
+    ($t:ty, $f:ident) => {
+        (
+            std::mem::offset_of!($t, $f),
+            std::mem::size_of_val(&<$t>::default().$f),
+        )
+    };
+}
+
+/// The request the fuzzer judges an ioctl by: the bytes as submitted, with only the fields that
+/// ioctl writes taken from `after` (the argument's bytes after the call). The argument may lie in
+/// memory that the same call's DMA wrote (a FROM_DEVICE USER_XFER, an XFER into a mapped
+/// buffer, a COPY whose destination covers the struct): its other bytes are window contents
+/// then, not the request the driver ran.
+pub(super) fn judged_request(cmd: u32, submitted: &[u8; 128], after: &[u8; 128]) -> [u8; 128] {
+    let out: &[(usize, usize)] = match cmd {
+        EDU_DMA_IOC_INFO => &[(0, std::mem::size_of::<EduDmaInfo>())],
+        EDU_DMA_IOC_FACTORIAL => &[field!(EduDmaFactorial, result)],
+        EDU_DMA_IOC_BUF_ALLOC => &[
+            field!(EduDmaBufAlloc, handle),
+            field!(EduDmaBufAlloc, mmap_offset),
+        ],
+        EDU_DMA_IOC_COPY => &[field!(EduDmaCopy, done)],
+        _ => &[],
+    };
+    let mut j = *submitted;
+    for &(off, len) in out {
+        j[off..off + len].copy_from_slice(&after[off..off + len]);
+    }
+    j
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -171,7 +222,9 @@ fn racer(sh: &Shared) {
     }
 }
 
-struct Fuzz {
+/// The fuzzer's state. Every user pointer it makes lies in the reservation at `base`: scratch
+/// (`SCRATCH` bytes, RW), the read-only page, a PROT_NONE slot, then the device mapping slots.
+pub(super) struct Fuzz {
     rng: Rng,
     base: usize,
     devs: [Arc<Device>; 2],
@@ -220,6 +273,31 @@ fn reserve(addr: usize, len: usize) -> TestResult {
 }
 
 impl Fuzz {
+    /// A fuzzer with generator `seed` over the reservation at `base`, both devices open.
+    pub(super) fn new(seed: u64, base: usize) -> Result<Fuzz, String> {
+        let sh = Arc::new(Shared {
+            target: Mutex::new(None),
+            stop: AtomicBool::new(false),
+            injected: [AtomicU64::new(0), AtomicU64::new(0)],
+            seen_timeouts: [AtomicU64::new(0), AtomicU64::new(0)],
+            failures: Mutex::new(Vec::new()),
+            race_ok: AtomicU64::new(0),
+            race_enoent: AtomicU64::new(0),
+        });
+        Ok(Fuzz {
+            rng: Rng::new(seed),
+            base,
+            devs: [Arc::new(open(0)?), Arc::new(open(1)?)],
+            bufs: [Vec::new(), Vec::new()],
+            freed: Vec::new(),
+            slots: [None; DEV_SLOTS],
+            sh,
+            hist: BTreeMap::new(),
+            iter: 0,
+            fact_timeouts: 0,
+        })
+    }
+
     fn slot_addr(&self, s: usize) -> usize {
         self.base + (3 + s) * SLOT
     }
@@ -599,69 +677,88 @@ impl Fuzz {
     fn ioctl_op(&mut self) -> TestResult {
         let d = self.rng.below(2) as usize;
         let (cmd, name) = self.pick_cmd();
-        let (mut bytes, class) = self.make_arg(d, cmd);
+        let (bytes, class) = self.make_arg(d, cmd);
         let b = self.base;
         // Where the argument struct lives.
         let loc = self.rng.below(20);
-        let (arg, bad_arg, ro_arg): (usize, bool, bool) = match loc {
-            0 => (0, true, false),
-            1 => (0x1000 + self.rng.below(0x8000) as usize, true, false),
-            2 => (b + 2 * SLOT + 64, true, false),
-            3 => (0xffff_8880_0010_0000, true, false),
-            4 => (b + SLOT, false, true),
+        let arg = match loc {
+            0 => Arg::Bad(0),
+            1 => Arg::Bad(0x1000 + self.rng.below(0x8000) as usize),
+            2 => Arg::Bad(b + 2 * SLOT + 64),
+            3 => Arg::Bad(0xffff_8880_0010_0000),
+            4 => Arg::ReadOnly(b + SLOT),
             // Straddling the end of scratch into PROT_NONE.
-            5 => (b + SCRATCH - 4, true, false),
+            5 => Arg::Bad(b + SCRATCH - 4),
             6 => {
                 // In a writable device mapping (coherent or streaming), else scratch.
                 let s = self.rng.below(DEV_SLOTS as u64) as usize;
                 match self.slots[s] {
-                    Some(m) if m.rw => (self.slot_addr(s) + 256, false, false),
-                    _ => (b + 512, false, false),
+                    Some(m) if m.rw => Arg::Mem(self.slot_addr(s) + 256),
+                    _ => Arg::Mem(b + 512),
                 }
             }
-            7 => (b + 1024 + self.rng.below(64) as usize, false, false),
-            _ => (bytes.as_mut_ptr() as usize, false, false),
+            7 => Arg::Mem(b + 1024 + self.rng.below(64) as usize),
+            _ => Arg::Stack,
         };
-        let in_mem = !bad_arg && !ro_arg && arg != bytes.as_mut_ptr() as usize;
-        if in_mem {
-            // SAFETY: `arg` is in scratch or a writable device mapping with 128 bytes of room.
-            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), arg as *mut u8, 128) };
+        self.submit(d, cmd, name, bytes, class, arg).map(|_| ())
+    }
+
+    /// Runs ioctl `cmd` with the request `submitted` placed as `arg` says and checks the answer
+    /// against the request as submitted (only the fields the ioctl writes are read back: the
+    /// device may have overwritten the rest, see [`judged_request`]). Returns the errno.
+    pub(super) fn submit(
+        &mut self,
+        d: usize,
+        cmd: u32,
+        name: &str,
+        submitted: [u8; 128],
+        class: Option<Class>,
+        arg: Arg,
+    ) -> Result<Option<i32>, String> {
+        // The stack copy the kernel may write (for `Arg::Stack`).
+        let mut stack = submitted;
+        let addr = match arg {
+            Arg::Stack => stack.as_mut_ptr() as usize,
+            Arg::Mem(a) | Arg::Bad(a) | Arg::ReadOnly(a) => a,
+        };
+        if let Arg::Mem(a) = arg {
+            // SAFETY: `a` is in scratch or a writable device mapping with 128 bytes of room.
+            unsafe { std::ptr::copy_nonoverlapping(submitted.as_ptr(), a as *mut u8, 128) };
         }
         let dev = self.devs[d].clone();
         // SAFETY: the argument is our own memory (stack bytes, scratch, a device mapping) or a
         // deliberately bad address; every user pointer inside it targets fuzzer-owned mappings.
-        let r = unsafe { dev.ioctl_raw(cmd, arg as *mut libc::c_void) };
-        if in_mem {
-            // SAFETY: as above.
-            unsafe { std::ptr::copy_nonoverlapping(arg as *const u8, bytes.as_mut_ptr(), 128) };
-        }
+        let r = unsafe { dev.ioctl_raw(cmd, addr as *mut libc::c_void) };
+        let after = match arg {
+            Arg::Stack => stack,
+            Arg::Mem(a) => {
+                let mut v = [0u8; 128];
+                // SAFETY: as above.
+                unsafe { std::ptr::copy_nonoverlapping(a as *const u8, v.as_mut_ptr(), 128) };
+                v
+            }
+            Arg::Bad(_) | Arg::ReadOnly(_) => submitted,
+        };
         let e = errno_of(&r);
         let valid = name != "bogus";
-        let what = format!("edu-dma{d} {name} {cmd:#010x} arg {arg:#x}");
-        if !valid {
-            return self
-                .exact("bogus-ioctl", e, Some(libc::ENOTTY))
-                .map_err(|m| format!("{m} [{what}]"));
-        }
-        if bad_arg {
-            return self
-                .exact(&format!("{name}(bad arg)"), e, Some(libc::EFAULT))
-                .map_err(|m| format!("{m} [{what}]"));
-        }
-        if ro_arg && cmd == EDU_DMA_IOC_INFO {
-            return self
-                .exact("INFO(read-only arg)", e, Some(libc::EFAULT))
-                .map_err(|m| format!("{m} [{what}]"));
-        }
-        if ro_arg {
-            return self.allowed(&format!("{name}(ro arg)"), d, e);
-        }
-        self.after_valid(d, cmd, name, &bytes, class, e)
-            .map_err(|m| format!("{m} [{what}]"))
+        let what = format!("edu-dma{d} {name} {cmd:#010x} arg {addr:#x}");
+        let checked = if !valid {
+            self.exact("bogus-ioctl", e, Some(libc::ENOTTY))
+        } else if let Arg::Bad(_) = arg {
+            self.exact(&format!("{name}(bad arg)"), e, Some(libc::EFAULT))
+        } else if let (Arg::ReadOnly(_), EDU_DMA_IOC_INFO) = (arg, cmd) {
+            self.exact("INFO(read-only arg)", e, Some(libc::EFAULT))
+        } else if let Arg::ReadOnly(_) = arg {
+            return self.allowed(&format!("{name}(ro arg)"), d, e).map(|()| e);
+        } else {
+            let judged = judged_request(cmd, &submitted, &after);
+            self.after_valid(d, cmd, name, &judged, class, e)
+        };
+        checked.map(|()| e).map_err(|m| format!("{m} [{what}]"))
     }
 
     /// Checks (and records) the answer to a valid ioctl whose argument was readable.
-    fn after_valid(
+    pub(super) fn after_valid(
         &mut self,
         d: usize,
         cmd: u32,
@@ -1018,27 +1115,8 @@ pub fn fuzz() -> TestResult {
         }
         libc::mprotect((base + SLOT) as *mut libc::c_void, 4096, libc::PROT_READ);
     }
-    let sh = Arc::new(Shared {
-        target: Mutex::new(None),
-        stop: AtomicBool::new(false),
-        injected: [AtomicU64::new(0), AtomicU64::new(0)],
-        seen_timeouts: [AtomicU64::new(0), AtomicU64::new(0)],
-        failures: Mutex::new(Vec::new()),
-        race_ok: AtomicU64::new(0),
-        race_enoent: AtomicU64::new(0),
-    });
-    let mut f = Fuzz {
-        rng: Rng::new(seed),
-        base,
-        devs: [Arc::new(open(0)?), Arc::new(open(1)?)],
-        bufs: [Vec::new(), Vec::new()],
-        freed: Vec::new(),
-        slots: [None; DEV_SLOTS],
-        sh: sh.clone(),
-        hist: BTreeMap::new(),
-        iter: 0,
-        fact_timeouts: 0,
-    };
+    let mut f = Fuzz::new(seed, base)?;
+    let sh = f.sh.clone();
     let t0 = Instant::now();
     let result = std::thread::scope(|s| {
         let sh2 = sh.clone();
@@ -1128,4 +1206,32 @@ pub fn fuzz() -> TestResult {
             cmds[0] + cmds[1]
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn judged_request_reads_back_only_what_the_ioctl_writes() {
+        let submitted = [0x11u8; 128];
+        let after = [0xeeu8; 128];
+        let only = |cmd: u32, fields: &[(usize, usize)]| {
+            let j = judged_request(cmd, &submitted, &after);
+            for (i, &b) in j.iter().enumerate() {
+                let out = fields.iter().any(|&(o, n)| (o..o + n).contains(&i));
+                assert_eq!(b, if out { 0xee } else { 0x11 }, "cmd {cmd:#x} byte {i}");
+            }
+        };
+        only(EDU_DMA_IOC_USER_XFER, &[]);
+        only(EDU_DMA_IOC_XFER, &[]);
+        only(EDU_DMA_IOC_BUF_FREE, &[]);
+        only(EDU_DMA_IOC_BUF_SYNC, &[]);
+        only(EDU_DMA_IOC_FAULT, &[]);
+        only(0x1234_5678, &[]);
+        only(EDU_DMA_IOC_FACTORIAL, &[(8, 8)]);
+        only(EDU_DMA_IOC_BUF_ALLOC, &[(16, 4), (24, 8)]);
+        only(EDU_DMA_IOC_COPY, &[(24, 8)]);
+        only(EDU_DMA_IOC_INFO, &[(0, std::mem::size_of::<EduDmaInfo>())]);
+    }
 }

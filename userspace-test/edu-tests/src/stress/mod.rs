@@ -3,6 +3,7 @@
 //! live here; each test has its own file.
 
 mod fuzz;
+mod fuzz_overlap;
 mod kill9;
 mod load;
 mod mem_pressure;
@@ -22,6 +23,7 @@ pub fn tests() -> Vec<Test> {
         test("kill9", kill9::kill9),
         test("load", load::load),
         test("fuzz", fuzz::fuzz),
+        test("fuzz_overlapping_dest", fuzz_overlap::fuzz_overlapping_dest),
         test("mem_pressure", mem_pressure::mem_pressure),
     ]
 }
