@@ -251,10 +251,16 @@ mod tests {
                 "stress.kill9",
                 "stress.load",
                 "stress.fuzz",
+                "stress.fuzz_overlapping_dest",
                 "stress.mem_pressure"
             ]
         );
         assert_eq!(names(&["unplug"], None), ["unplug.inflight"]);
+        assert_eq!(
+            names(&["failnth"], None),
+            ["failnth.sweep", "failnth.probe"]
+        );
+        assert!(all.iter().all(|n| !n.starts_with("failnth.")));
         assert!(all.contains(&"user.copy_16mib".to_string()));
         assert_eq!(
             names(&["buf"], Some("streaming.round_trip")),
