@@ -83,9 +83,7 @@ pub fn copy_alignments() -> TestResult {
             src.bytes_mut().fill(0x5a);
             fill_pattern(&mut src.bytes_mut()[s..s + n], seed);
             dst.bytes_mut().fill(GUARD);
-            for (i, b) in dst.bytes_mut()[d..d + n].iter_mut().enumerate() {
-                *b = !pattern_byte(seed, i as u64);
-            }
+            fill_pattern_inverted(&mut dst.bytes_mut()[d..d + n], seed);
             let (sb, db) = (&src.bytes()[s..s + n], &mut dst.bytes_mut()[d..d + n]);
             let done = dev.copy(sb, db).ctx(format!("{what}: copy"))?;
             ensure_eq(done, n as u64, &format!("{what}: done"))?;

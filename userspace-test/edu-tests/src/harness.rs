@@ -116,32 +116,11 @@ pub fn skip(reason: impl Display) -> TestResult {
     Ok(())
 }
 
-/// Byte `i` of the pattern seeded by `seed` (splitmix-like; no short period).
-pub fn pattern_byte(seed: u64, i: u64) -> u8 {
-    let mut z = seed
-        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        .wrapping_add(i.wrapping_mul(0xbf58_476d_1ce4_e5b9));
-    z = (z ^ (z >> 30)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    (z ^ (z >> 31)) as u8
-}
-
-/// Fills `buf` with the pattern of `seed`.
-pub fn fill_pattern(buf: &mut [u8], seed: u64) {
-    for (i, b) in buf.iter_mut().enumerate() {
-        *b = pattern_byte(seed, i as u64);
-    }
-}
-
-/// The pattern of `seed`, `len` bytes.
-pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut v = vec![0; len];
-    fill_pattern(&mut v, seed);
-    v
-}
+pub use edu_dma::{fill_pattern, fill_pattern_inverted, pattern, pattern_byte};
 
 /// Fails at the first byte of `buf` that differs from the pattern of `seed`.
 pub fn check_pattern(buf: &[u8], seed: u64, what: &str) -> TestResult {
-    match (0..buf.len()).find(|&i| buf[i] != pattern_byte(seed, i as u64)) {
+    match edu_dma::pattern_mismatch(buf, seed) {
         None => Ok(()),
         Some(i) => {
             let bad = buf
@@ -174,7 +153,7 @@ pub fn check_fill(buf: &[u8], val: u8, what: &str) -> TestResult {
 /// Fails at the first differing byte.
 pub fn check_same(got: &[u8], want: &[u8], what: &str) -> TestResult {
     ensure_eq(got.len(), want.len(), &format!("{what}: length"))?;
-    match got.iter().zip(want).position(|(a, b)| a != b) {
+    match edu_dma::first_mismatch(got, want) {
         None => Ok(()),
         Some(i) => Err(format!(
             "{what}: byte {i} of {} is {:#04x}, expected {:#04x}",
@@ -354,12 +333,6 @@ mod tests {
         v[4000] ^= 1;
         let err = check_pattern(&v, 9, "p").unwrap_err();
         assert!(err.contains("byte 4000"), "{err}");
-        // Not trivially periodic: every 256-byte block differs from the next.
-        let p = pattern(4096, 1);
-        assert!(p
-            .chunks(256)
-            .zip(p.chunks(256).skip(1))
-            .all(|(a, b)| a != b));
         assert!(check_fill(&[GUARD; 64], GUARD, "g").is_ok());
         assert!(check_same(&[1, 2], &[1, 3], "s").is_err());
     }

@@ -54,9 +54,7 @@ fn window_round_trip(
         .ctx(format!("{what}: USER_XFER to device"))?;
     let mut dst = vec![GUARD; n + 2 * GUARD_LEN + 64];
     let off = GUARD_LEN + dst_align;
-    for (i, b) in dst[off..off + n].iter_mut().enumerate() {
-        *b = !pattern_byte(seed, i as u64);
-    }
+    fill_pattern_inverted(&mut dst[off..off + n], seed);
     dev.read_window_into(&mut dst[off..off + n], win)
         .ctx(format!("{what}: USER_XFER from device"))?;
     check_pattern(&dst[off..off + n], seed, &format!("{what}: data"))?;
@@ -209,9 +207,7 @@ fn copy_check(dev: &Device, src: &[u8], seed: u64, dst_align: usize, what: &str)
     let n = src.len();
     let mut dst = vec![GUARD; n + 2 * GUARD_LEN + 64];
     let off = GUARD_LEN + dst_align;
-    for (i, b) in dst[off..off + n].iter_mut().enumerate() {
-        *b = !pattern_byte(seed, i as u64);
-    }
+    fill_pattern_inverted(&mut dst[off..off + n], seed);
     let done = dev
         .copy(src, &mut dst[off..off + n])
         .ctx(format!("{what}: copy {n}"))?;
