@@ -298,17 +298,8 @@ impl Pair<'_, '_> {
         self.dst
             .sync(gstart, glen, SyncDir::ForCpu)
             .ctx(format!("{what}: sync dst for cpu"))?;
-        check_pattern(&dm[dof..dof + n], seed, &format!("{what}: data"))?;
-        check_fill(
-            &dm[dof - GUARD_LEN..dof],
-            GUARD,
-            &format!("{what}: guard before"),
-        )?;
-        check_fill(
-            &dm[dof + n..dof + n + GUARD_LEN],
-            GUARD,
-            &format!("{what}: guard after"),
-        )
+        let guarded = &dm[dof - GUARD_LEN..dof + n + GUARD_LEN];
+        check_guarded(guarded, GUARD_LEN, n, seed, what)
     }
 }
 

@@ -9,15 +9,14 @@
 //! ones (`unbind`, `stress`, `unplug`), which must be asked for by name. `unplug` needs a host
 //! that hot-unplugs edu-dma1 when the guest prints `EDU-UNPLUG-NOW 1` (`scripts/vm --hotplug`).
 
+// One module (file or folder) per group; what several groups share is in `harness`.
 mod buf;
-mod copy_big;
 mod core;
 mod harness;
-mod inflight;
 mod stress;
 mod timeouts;
-mod top_addr;
 mod unbind;
+mod unplug;
 mod user;
 
 use std::any::Any;
@@ -40,7 +39,7 @@ const GROUPS: &[Group] = &[
     ("user", user::tests),
     ("unbind", unbind::tests),
     ("stress", stress::tests),
-    ("unplug", inflight::unplug_tests),
+    ("unplug", unplug::tests),
 ];
 
 /// Groups that run only when named: they unbind devices, need a host-side hot unplug, or run for

@@ -12,6 +12,9 @@ use edu_dma::{BufKind, CopyDst, CopySrc, Device, SyncDir};
 
 use crate::harness::*;
 
+mod copy_big;
+mod top_addr;
+
 pub fn tests() -> Vec<Test> {
     vec![
         test("xfer_round_trip", xfer_round_trip),
@@ -19,11 +22,11 @@ pub fn tests() -> Vec<Test> {
         test("xfer_errnos", xfer_errnos),
         test("copy_sizes", copy_sizes),
         test("copy_1mib", copy_1mib),
-        test("copy_16mib", crate::copy_big::copy_16mib),
-        test("copy_alignments", crate::copy_big::copy_alignments),
+        test("copy_16mib", copy_big::copy_16mib),
+        test("copy_alignments", copy_big::copy_alignments),
         test(
             "xfer_top_of_address_space",
-            crate::top_addr::xfer_top_of_address_space,
+            top_addr::xfer_top_of_address_space,
         ),
         test("copy_src_stack", copy_src_stack),
         test("copy_file_shared", copy_file_shared),
@@ -57,9 +60,7 @@ fn window_round_trip(
     fill_pattern_inverted(&mut dst[off..off + n], seed);
     dev.read_window_into(&mut dst[off..off + n], win)
         .ctx(format!("{what}: USER_XFER from device"))?;
-    check_pattern(&dst[off..off + n], seed, &format!("{what}: data"))?;
-    check_fill(&dst[..off], GUARD, &format!("{what}: guard before"))?;
-    check_fill(&dst[off + n..], GUARD, &format!("{what}: guard after"))?;
+    check_guarded(&dst, off, n, seed, &what)?;
     check_pattern(src, seed, &format!("{what}: source changed"))
 }
 
@@ -212,9 +213,7 @@ fn copy_check(dev: &Device, src: &[u8], seed: u64, dst_align: usize, what: &str)
         .copy(src, &mut dst[off..off + n])
         .ctx(format!("{what}: copy {n}"))?;
     ensure_eq(done, n as u64, &format!("{what}: done"))?;
-    check_pattern(&dst[off..off + n], seed, &format!("{what}: data"))?;
-    check_fill(&dst[..off], GUARD, &format!("{what}: guard before"))?;
-    check_fill(&dst[off + n..], GUARD, &format!("{what}: guard after"))?;
+    check_guarded(&dst, off, n, seed, what)?;
     check_pattern(src, seed, &format!("{what}: source changed"))
 }
 
@@ -354,9 +353,7 @@ fn copy_buffers() -> TestResult {
         )
         .ctx("copy streaming buffer -> user")?;
     ensure_eq(done, 8000, "done")?;
-    check_pattern(&dst[GUARD_LEN..GUARD_LEN + 8000], 1000, "user destination")?;
-    check_fill(&dst[..GUARD_LEN], GUARD, "guard before")?;
-    check_fill(&dst[GUARD_LEN + 8000..], GUARD, "guard after")?;
+    check_guarded(&dst, GUARD_LEN, 8000, 1000, "user destination")?;
 
     // User memory -> streaming buffer (DST_BUF).
     sm.fill(GUARD);

@@ -1,10 +1,15 @@
-//! Test registry and the small helpers every group uses.
+//! Test registry and the helpers the groups share: errno expectations, data checks, memory,
+//! forked children, a verified round trip; `sysfs` (unbind/rebind) and `inflight` (a device
+//! leaving under a running COPY, for the groups `unbind` and `unplug`) in their own files.
+
+pub mod inflight;
+pub mod sysfs;
 
 use std::fmt::Display;
 use std::io;
 use std::ptr::NonNull;
 
-use edu_dma::Device;
+use edu_dma::{BufKind, Device, Dir, Mapping, SyncDir};
 
 /// What every test returns: `Err(reason)` fails it.
 pub type TestResult = Result<(), String>;
@@ -164,6 +169,14 @@ pub fn check_same(got: &[u8], want: &[u8], what: &str) -> TestResult {
     }
 }
 
+/// Verifies `dst[at..at + n]` against the pattern of `seed` and every other byte of `dst`
+/// against GUARD.
+pub fn check_guarded(dst: &[u8], at: usize, n: usize, seed: u64, what: &str) -> TestResult {
+    check_pattern(&dst[at..at + n], seed, &format!("{what}: data"))?;
+    check_fill(&dst[..at], GUARD, &format!("{what}: guard before"))?;
+    check_fill(&dst[at + n..], GUARD, &format!("{what}: guard after"))
+}
+
 /// Guard byte value and size around destinations.
 pub const GUARD: u8 = 0xA5;
 pub const GUARD_LEN: usize = 64;
@@ -306,6 +319,69 @@ pub fn in_child(child: impl FnOnce() -> i32) -> Result<ChildStatus, String> {
 pub enum ChildStatus {
     Exited(i32),
     Signaled(i32),
+}
+
+/// Touches every byte of `m`, the coherent mapping of a device that went away (`what`), in a
+/// forked child: the mapping must have been zapped, so the child must die of SIGBUS.
+pub fn expect_zapped(m: &Mapping, seed: u64, what: &str) -> TestResult {
+    let (ptr, len) = (m.as_ptr() as usize, m.len());
+    let status = in_child(|| {
+        // SAFETY: the inherited mapping; touching it is the point.
+        let s = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
+        let sum = s.iter().fold(0u8, |a, &b| a.wrapping_add(b));
+        std::hint::black_box(sum);
+        if edu_dma::pattern_mismatch(s, seed).is_none() {
+            0
+        } else {
+            3
+        }
+    })?;
+    match status {
+        ChildStatus::Signaled(libc::SIGBUS) => {
+            diag(format!(
+                "{what}: coherent mapping of {len} bytes: SIGBUS on access (zapped)"
+            ));
+            Ok(())
+        }
+        other => Err(format!(
+            "touching the coherent mapping {what}: child {other:?} \
+             (0: readable with the old data, 3: readable, data differ), expected SIGBUS"
+        )),
+    }
+}
+
+/// A verified round trip on an open file: 4096 bytes coherent buffer (pattern `seed`) -> window
+/// -> streaming buffer, and a 5000-byte COPY (pattern `seed + 1`) between heap buffers.
+pub fn round_trip_on(dev: &Device, seed: u64, what: &str) -> TestResult {
+    let src = dev
+        .alloc(4096, BufKind::Coherent)
+        .ctx(format!("{what}: alloc coherent"))?;
+    let dst = dev
+        .alloc(4096, BufKind::Streaming)
+        .ctx(format!("{what}: alloc streaming"))?;
+    let mut sm = src.map().ctx(format!("{what}: mmap"))?;
+    let mut dm = dst.map().ctx(format!("{what}: mmap"))?;
+    fill_pattern(&mut sm, seed);
+    dm.fill(!0);
+    dst.sync(0, 4096, SyncDir::ForDevice)
+        .ctx(format!("{what}: sync"))?;
+    src.xfer(0, 0, 4096, Dir::ToDevice, 0)
+        .ctx(format!("{what}: xfer to device"))?;
+    dst.xfer(0, 0, 4096, Dir::FromDevice, 0)
+        .ctx(format!("{what}: xfer from device"))?;
+    dst.sync(0, 4096, SyncDir::ForCpu)
+        .ctx(format!("{what}: sync"))?;
+    check_pattern(&dm, seed, &format!("{what}: buffer round trip"))?;
+    let v = pattern(5000, seed + 1);
+    let mut out = vec![GUARD; 5000];
+    let done = dev.copy(&v, &mut out).ctx(format!("{what}: copy"))?;
+    ensure_eq(done, 5000, &format!("{what}: copy done"))?;
+    check_pattern(&out, seed + 1, &format!("{what}: copy"))
+}
+
+/// [`round_trip_on`] on a new file of `/dev/edu-dma<d>`.
+pub fn verified_round_trip(d: u32, seed: u64, what: &str) -> TestResult {
+    round_trip_on(&open(d)?, seed, &format!("{what}: edu-dma{d}"))
 }
 
 #[cfg(test)]
