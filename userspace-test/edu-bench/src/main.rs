@@ -13,9 +13,9 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use edu_dma::{describe_error, format_size, parse_size, BufKind, Device, Dir, SyncDir};
+use edu_dma::{describe_error, format_size, parse_size, BufKind, Device, Dir, Mapping, SyncDir};
 
-use util::{now_ns, spin_to_phase, AnonMem, Rec, Stats, MS};
+use util::{anon_mem, now_ns, spin_to_phase, Rec, Stats, MS};
 
 /// The device moves at most this many bytes per command...
 const WINDOW: u64 = 4096;
@@ -180,8 +180,8 @@ fn main() -> ExitCode {
 struct PathCtx<'d> {
     dev: &'d Device,
     kind: PathKind,
-    src: AnonMem,
-    dst: AnonMem,
+    src: Mapping,
+    dst: Mapping,
     buf: Option<(edu_dma::Buffer<'d>, u64)>,
 }
 
@@ -213,8 +213,8 @@ impl<'d> PathCtx<'d> {
         Ok(PathCtx {
             dev,
             kind,
-            src: AnonMem::new(user as usize)?,
-            dst: AnonMem::new(user as usize)?,
+            src: anon_mem(user as usize)?,
+            dst: anon_mem(user as usize)?,
             buf,
         })
     }
@@ -380,8 +380,8 @@ impl OneCmd {
 
 fn overhead(dev: &PathBuf, samples: u32) -> io::Result<()> {
     let d = Device::open(dev)?;
-    let src = AnonMem::new(WINDOW as usize)?;
-    let mut dst = AnonMem::new(WINDOW as usize)?;
+    let src = anon_mem(WINDOW as usize)?;
+    let mut dst = anon_mem(WINDOW as usize)?;
     let coh = d.alloc(WINDOW, BufKind::Coherent)?;
     let stm = d.alloc(WINDOW, BufKind::Streaming)?;
     let n = WINDOW as usize;
@@ -465,7 +465,7 @@ fn latency(dev: &PathBuf, samples: u32, label: &str) -> io::Result<()> {
 
 fn gup(pages: usize, rounds: u32) -> io::Result<()> {
     let len = pages * 4096;
-    let mem = AnonMem::new(len)?;
+    let mem = anon_mem(len)?;
     for (pin, pname) in [
         (kernel::Pin::Fast, "pin_user_pages_fast"),
         (kernel::Pin::Basic, "pin_user_pages"),
@@ -528,8 +528,8 @@ fn link(
     label: &str,
 ) -> io::Result<()> {
     let d = Device::open(dev)?;
-    let src = AnonMem::new(chunk as usize)?;
-    let mut dst = AnonMem::new(chunk as usize)?;
+    let src = anon_mem(chunk as usize)?;
+    let mut dst = anon_mem(chunk as usize)?;
     let n = chunk as usize;
     if let Some(t) = start_at {
         util::sleep_until(t);

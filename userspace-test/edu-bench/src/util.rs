@@ -3,9 +3,8 @@
 
 use std::fmt::Write as _;
 use std::io;
-use std::ptr::NonNull;
 
-use edu_dma::fill_pattern;
+use edu_dma::{fill_pattern, page_size, Mapping};
 
 /// One millisecond in nanoseconds.
 pub const MS: u64 = 1_000_000;
@@ -60,59 +59,12 @@ pub fn spin_to_phase(phase: u64) {
     }
 }
 
-/// Page-aligned, pre-faulted anonymous memory (private, read-write), unmapped on drop.
-pub struct AnonMem {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-impl AnonMem {
-    /// `len` bytes (rounded up to a page), filled with the pattern (so every page is present).
-    pub fn new(len: usize) -> io::Result<AnonMem> {
-        let len = len.max(1).next_multiple_of(4096);
-        // SAFETY: a new anonymous mapping chosen by the kernel aliases no Rust memory.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave 0"))?;
-        let mut m = AnonMem { ptr, len };
-        fill_pattern(m.as_mut_slice(), len as u64);
-        Ok(m)
-    }
-
-    /// Start address.
-    pub fn addr(&self) -> u64 {
-        self.ptr.as_ptr() as u64
-    }
-
-    /// The memory as a slice.
-    pub fn as_slice(&self) -> &[u8] {
-        // SAFETY: `ptr` maps `len` readable bytes owned by `self`.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-    }
-
-    /// The memory as a mutable slice.
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: `ptr` maps `len` writable bytes owned exclusively by `self`.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl Drop for AnonMem {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping created in `new`.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
-    }
+/// `len` bytes (at least one page) of anonymous private memory filled with the pattern, so that
+/// every page is present before anything is measured.
+pub fn anon_mem(len: usize) -> io::Result<Mapping> {
+    let mut m = Mapping::anonymous(len.max(1).next_multiple_of(page_size()))?;
+    fill_pattern(&mut m, len as u64);
+    Ok(m)
 }
 
 /// Summary of a set of samples (nanoseconds).

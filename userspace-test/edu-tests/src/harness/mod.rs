@@ -7,6 +7,7 @@ pub mod sysfs;
 
 use std::fmt::Display;
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
 
 use edu_dma::{BufKind, Device, Dir, Mapping, SyncDir};
@@ -191,56 +192,33 @@ pub fn page() -> usize {
     edu_dma::page_size()
 }
 
-/// An anonymous private mapping (or any other mmap), unmapped on drop.
+/// An anonymous private mapping (or a shared file mapping), unmapped on drop: the library's
+/// [`Mapping`] with its address at hand.
 pub struct Anon {
     pub ptr: NonNull<u8>,
-    pub len: usize,
+    map: Mapping,
 }
 
 impl Anon {
+    fn of(map: Mapping) -> io::Result<Anon> {
+        let ptr = NonNull::new(map.as_ptr()).ok_or_else(|| io::Error::other("mmap returned 0"))?;
+        Ok(Anon { ptr, map })
+    }
+
     /// Anonymous `MAP_PRIVATE` read-write memory, `len` bytes.
     pub fn new(len: usize) -> io::Result<Anon> {
-        Anon::with(len, libc::PROT_READ | libc::PROT_WRITE, 0)
+        Anon::of(Mapping::anonymous(len)?)
     }
 
     /// Anonymous `MAP_PRIVATE` memory with `prot` and extra `flags`.
     pub fn with(len: usize, prot: i32, flags: i32) -> io::Result<Anon> {
-        // SAFETY: a fresh mapping at a kernel-chosen address aliases nothing.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                prot,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | flags,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned 0"))?;
-        Ok(Anon { ptr, len })
+        // SAFETY: `bytes`/`bytes_mut` document that the protection must allow them.
+        Anon::of(unsafe { Mapping::anonymous_with(len, prot, flags) }?)
     }
 
-    /// A `MAP_SHARED` mapping of `fd`.
-    pub fn shared_file(fd: i32, len: usize) -> io::Result<Anon> {
-        // SAFETY: as above.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned 0"))?;
-        Ok(Anon { ptr, len })
+    /// A read-write `MAP_SHARED` mapping of `fd`.
+    pub fn shared_file(fd: BorrowedFd<'_>, len: usize) -> io::Result<Anon> {
+        Anon::of(Mapping::shared_file(fd, len)?)
     }
 
     pub fn addr(&self) -> u64 {
@@ -249,23 +227,12 @@ impl Anon {
 
     /// The bytes (the mapping must be readable).
     pub fn bytes(&self) -> &[u8] {
-        // SAFETY: owned mapping of `len` bytes.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+        self.map.as_slice()
     }
 
     /// The bytes, writable (the mapping must be writable).
     pub fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: owned mapping of `len` bytes, exclusively borrowed.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl Drop for Anon {
-    fn drop(&mut self) {
-        // SAFETY: our own mapping.
-        unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), self.len);
-        }
+        self.map.as_mut_slice()
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
@@ -266,7 +266,7 @@ fn copy_file_shared() -> TestResult {
         .ctx(format!("create {}", path.display()))?;
     let _ = std::fs::remove_file(&path); // the open file and mapping keep it
     file.set_len(3 * pg as u64).ctx("ftruncate")?;
-    let mut map = Anon::shared_file(file.as_raw_fd(), 3 * pg).ctx("mmap MAP_SHARED file")?;
+    let mut map = Anon::shared_file(file.as_fd(), 3 * pg).ctx("mmap MAP_SHARED file")?;
     fill_pattern(&mut map.bytes_mut()[5..5 + 8000], 800);
     copy_check(
         &dev,
