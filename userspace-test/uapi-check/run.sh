@@ -18,7 +18,7 @@ fail() { echo "not ok uapi-layout - $*"; exit 1; }
 "$CC" -std=c11 -Wall -Wextra -Werror -I"$UAPI_INCLUDE" -o "$tmp/uapi_check" "$here/uapi_check.c" \
     || fail "C compile failed"
 "$tmp/uapi_check" > "$tmp/c.txt" || fail "uapi_check failed"
-(cd "$REPO/userspace-test" && cargo run -q -p edudma -- uapi-layout) > "$tmp/rust.txt" \
+(cd "$REPO/userspace-test" && cargo run -q -p edu-dma-cli --bin edudma -- uapi-layout) > "$tmp/rust.txt" \
     || fail "cargo run edudma uapi-layout failed"
 [ -s "$tmp/c.txt" ] || fail "empty C report"
 if diff -u --label C "$tmp/c.txt" --label Rust "$tmp/rust.txt" > "$tmp/diff"; then

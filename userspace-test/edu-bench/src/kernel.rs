@@ -9,7 +9,7 @@ use std::io;
 use std::mem::size_of;
 use std::os::fd::AsRawFd;
 
-use crate::util::AnonMem;
+use edu_dma::Mapping;
 
 const fn iowr(ty: u8, nr: u8, size: usize) -> u32 {
     (3 << 30) | ((size as u32) << 16) | ((ty as u32) << 8) | nr as u32
@@ -52,7 +52,7 @@ pub struct GupResult {
 
 /// Pins `mem` one page per call (`nr_pages_per_call` 1, as the driver pins one 4 KiB segment),
 /// then unpins, `rounds` times.
-pub fn gup(mem: &AnonMem, len: usize, pin: Pin, write: bool, rounds: u32) -> io::Result<GupResult> {
+pub fn gup(mem: &Mapping, len: usize, pin: Pin, write: bool, rounds: u32) -> io::Result<GupResult> {
     let f = OpenOptions::new()
         .read(true)
         .write(true)
@@ -68,7 +68,7 @@ pub fn gup(mem: &AnonMem, len: usize, pin: Pin, write: bool, rounds: u32) -> io:
     };
     for _ in 0..rounds {
         let mut g = GupTest {
-            addr: mem.addr(),
+            addr: mem.as_ptr() as u64,
             size: len as u64,
             nr_pages_per_call: 1,
             gup_flags: if write { FOLL_WRITE } else { 0 },

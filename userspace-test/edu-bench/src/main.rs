@@ -13,9 +13,9 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use edu_dma::{describe_error, BufKind, Device, Dir, SyncDir};
+use edu_dma::{describe_error, format_size, parse_size, BufKind, Device, Dir, Mapping, SyncDir};
 
-use util::{now_ns, parse_size, size_name, spin_to_phase, AnonMem, Rec, Stats, MS};
+use util::{anon_mem, now_ns, spin_to_phase, Rec, Stats, MS};
 
 /// The device moves at most this many bytes per command...
 const WINDOW: u64 = 4096;
@@ -180,8 +180,8 @@ fn main() -> ExitCode {
 struct PathCtx<'d> {
     dev: &'d Device,
     kind: PathKind,
-    src: AnonMem,
-    dst: AnonMem,
+    src: Mapping,
+    dst: Mapping,
     buf: Option<(edu_dma::Buffer<'d>, u64)>,
 }
 
@@ -200,7 +200,7 @@ impl<'d> PathCtx<'d> {
                     match dev.alloc(size, bk) {
                         Ok(b) => break Some((b, size)),
                         Err(e) if size > WINDOW => {
-                            note!("{} buffer of {}: {}", bk.name(), size_name(size), e);
+                            note!("{} buffer of {}: {}", bk.name(), format_size(size), e);
                             size /= 2;
                         }
                         Err(e) => return Err(e),
@@ -213,8 +213,8 @@ impl<'d> PathCtx<'d> {
         Ok(PathCtx {
             dev,
             kind,
-            src: AnonMem::new(user as usize)?,
-            dst: AnonMem::new(user as usize)?,
+            src: anon_mem(user as usize)?,
+            dst: anon_mem(user as usize)?,
             buf,
         })
     }
@@ -321,7 +321,7 @@ fn sweep(dev: &PathBuf, sizes: &[u64], paths: &[PathKind], reps: u32) -> io::Res
             note!(
                 "sweep {:9} {:>4}: {:6.0} cmds {:12.3} ms/transfer {:10.1} B/s overhead {:9.1} us ({} reps, {:.1} s)",
                 p.name(),
-                size_name(n),
+                format_size(n),
                 cmds,
                 s.mean / 1e6,
                 n as f64 * 1e9 / s.mean,
@@ -380,8 +380,8 @@ impl OneCmd {
 
 fn overhead(dev: &PathBuf, samples: u32) -> io::Result<()> {
     let d = Device::open(dev)?;
-    let src = AnonMem::new(WINDOW as usize)?;
-    let mut dst = AnonMem::new(WINDOW as usize)?;
+    let src = anon_mem(WINDOW as usize)?;
+    let mut dst = anon_mem(WINDOW as usize)?;
     let coh = d.alloc(WINDOW, BufKind::Coherent)?;
     let stm = d.alloc(WINDOW, BufKind::Streaming)?;
     let n = WINDOW as usize;
@@ -465,7 +465,7 @@ fn latency(dev: &PathBuf, samples: u32, label: &str) -> io::Result<()> {
 
 fn gup(pages: usize, rounds: u32) -> io::Result<()> {
     let len = pages * 4096;
-    let mem = AnonMem::new(len)?;
+    let mem = anon_mem(len)?;
     for (pin, pname) in [
         (kernel::Pin::Fast, "pin_user_pages_fast"),
         (kernel::Pin::Basic, "pin_user_pages"),
@@ -528,8 +528,8 @@ fn link(
     label: &str,
 ) -> io::Result<()> {
     let d = Device::open(dev)?;
-    let src = AnonMem::new(chunk as usize)?;
-    let mut dst = AnonMem::new(chunk as usize)?;
+    let src = anon_mem(chunk as usize)?;
+    let mut dst = anon_mem(chunk as usize)?;
     let n = chunk as usize;
     if let Some(t) = start_at {
         util::sleep_until(t);
@@ -660,4 +660,20 @@ fn scale(procs: u32, seconds: u64, chunk: u64) -> io::Result<()> {
         .f("util_sum", sum_util)
         .emit();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    #[test]
+    fn sizes_use_the_library_parser() {
+        super::Cli::command().debug_assert();
+        let c = super::Cli::try_parse_from(["edu-bench", "sweep", "--sizes", "1,4K,16M"]);
+        match c.map(|c| c.cmd) {
+            Ok(super::Cmd::Sweep { sizes, .. }) => assert_eq!(sizes, [1, 4096, 16 << 20]),
+            _ => panic!("sweep --sizes 1,4K,16M"),
+        }
+        assert!(super::Cli::try_parse_from(["edu-bench", "link", "--chunk", "4X"]).is_err());
+    }
 }

@@ -1,8 +1,10 @@
-//! Clocks, page-aligned anonymous memory, statistics and the `@bench` record format.
+//! Clocks, page-aligned anonymous memory, statistics and the `@bench` record format. Sizes
+//! (`4K`, `16M`) are parsed and printed by the library (`edu_dma::parse_size`, `format_size`).
 
 use std::fmt::Write as _;
 use std::io;
-use std::ptr::NonNull;
+
+use edu_dma::{fill_pattern, page_size, Mapping};
 
 /// One millisecond in nanoseconds.
 pub const MS: u64 = 1_000_000;
@@ -57,61 +59,12 @@ pub fn spin_to_phase(phase: u64) {
     }
 }
 
-/// Page-aligned, pre-faulted anonymous memory (private, read-write), unmapped on drop.
-pub struct AnonMem {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-impl AnonMem {
-    /// `len` bytes (rounded up to a page), every page written once so that it is present.
-    pub fn new(len: usize) -> io::Result<AnonMem> {
-        let len = len.max(1).next_multiple_of(4096);
-        // SAFETY: a new anonymous mapping chosen by the kernel aliases no Rust memory.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave 0"))?;
-        let mut m = AnonMem { ptr, len };
-        for (i, b) in m.as_mut_slice().iter_mut().enumerate().step_by(4096) {
-            *b = (i / 4096) as u8 | 1;
-        }
-        Ok(m)
-    }
-
-    /// Start address.
-    pub fn addr(&self) -> u64 {
-        self.ptr.as_ptr() as u64
-    }
-
-    /// The memory as a slice.
-    pub fn as_slice(&self) -> &[u8] {
-        // SAFETY: `ptr` maps `len` readable bytes owned by `self`.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-    }
-
-    /// The memory as a mutable slice.
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: `ptr` maps `len` writable bytes owned exclusively by `self`.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl Drop for AnonMem {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping created in `new`.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
-    }
+/// `len` bytes (at least one page) of anonymous private memory filled with the pattern, so that
+/// every page is present before anything is measured.
+pub fn anon_mem(len: usize) -> io::Result<Mapping> {
+    let mut m = Mapping::anonymous(len.max(1).next_multiple_of(page_size()))?;
+    fill_pattern(&mut m, len as u64);
+    Ok(m)
 }
 
 /// Summary of a set of samples (nanoseconds).
@@ -203,30 +156,6 @@ macro_rules! note {
     ($($t:tt)*) => { eprintln!("# {}", format_args!($($t)*)) };
 }
 
-/// `1`, `4K`, `16M` style sizes.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, mul) = match s.chars().last() {
-        Some('K' | 'k') => (&s[..s.len() - 1], 1024),
-        Some('M' | 'm') => (&s[..s.len() - 1], 1024 * 1024),
-        _ => (s, 1),
-    };
-    num.parse::<u64>()
-        .map(|n| n * mul)
-        .map_err(|e| format!("bad size {s:?}: {e}"))
-}
-
-/// Human-readable size: `1`, `4K`, `16M`.
-pub fn size_name(n: u64) -> String {
-    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
-        format!("{}M", n >> 20)
-    } else if n >= 1024 && n.is_multiple_of(1024) {
-        format!("{}K", n >> 10)
-    } else {
-        n.to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,15 +166,6 @@ mod tests {
         let s = Stats::of(&mut v);
         assert_eq!((s.p50, s.p90, s.p99, s.min, s.max), (50, 90, 99, 1, 100));
         assert!((s.mean - 50.5).abs() < 1e-9);
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("16M"), Ok(16 << 20));
-        assert_eq!(parse_size("4K"), Ok(4096));
-        assert_eq!(parse_size("1"), Ok(1));
-        assert_eq!(size_name(16 << 20), "16M");
-        assert_eq!(size_name(256), "256");
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! not fit the uapi fields (a length above `u32::MAX` where the field is a `u32`).
 //!
 //! The uapi definitions are the file shared verbatim with the kernel module; see [`uapi`].
+//!
+//! Also shared by every tool of the workspace: [`parse_size`]/[`format_size`] (`4K`, `16M`) and
+//! the byte [`pattern`](mod@pattern) buffers are filled with and transfers verified against.
 
 use std::ffi::c_void;
 use std::fs::{File, OpenOptions};
@@ -24,9 +27,15 @@ pub mod split;
 
 mod layout;
 mod mapping;
+pub mod pattern;
+pub mod size;
 
 pub use layout::uapi_layout_report;
 pub use mapping::{page_size, Mapping};
+pub use pattern::{
+    fill_pattern, fill_pattern_inverted, first_mismatch, pattern, pattern_byte, pattern_mismatch,
+};
+pub use size::{format_size, parse_size, SizeError};
 
 use uapi::*;
 

@@ -1,7 +1,7 @@
-//! mmap of a device buffer.
+//! mmap of a device buffer, and the anonymous or file memory the tools hand to the driver.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::ptr::NonNull;
 
 /// The system page size.
@@ -15,7 +15,8 @@ pub fn page_size() -> usize {
     }
 }
 
-/// A mapping of (part of) a device buffer. Unmapped on drop. The memory stays valid while the
+/// A mapping of (part of) a device buffer (or of anonymous memory or a file, see
+/// [`Mapping::anonymous`]). Unmapped on drop. The memory stays valid while the
 /// mapping exists, even after the buffer is freed or the file closed.
 ///
 /// The memory is shared with the device (and with forked children): its contents may change
@@ -43,14 +44,67 @@ impl Mapping {
     ) -> io::Result<Mapping> {
         let off = libc::off_t::try_from(offset)
             .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: forwarded to the caller.
+        unsafe { Self::mmap(fd.as_raw_fd(), off, len, prot, flags) }
+    }
+
+    /// # Safety
+    /// The slices may only be used if `prot` has `PROT_READ` (`as_slice`) and `PROT_WRITE`
+    /// (`as_mut_slice`).
+    unsafe fn mmap(
+        fd: RawFd,
+        off: libc::off_t,
+        len: usize,
+        prot: i32,
+        flags: i32,
+    ) -> io::Result<Mapping> {
         // SAFETY: a new mapping at an address chosen by the kernel aliases no Rust memory.
-        let p = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd.as_raw_fd(), off) };
+        let p = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd, off) };
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
         let ptr =
             NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned 0"))?;
         Ok(Mapping { ptr, len })
+    }
+
+    /// `len` bytes of anonymous private read-write memory (zero-filled, page-aligned).
+    pub fn anonymous(len: usize) -> io::Result<Mapping> {
+        // SAFETY: read-write, as the slices require.
+        unsafe { Self::anonymous_with(len, libc::PROT_READ | libc::PROT_WRITE, 0) }
+    }
+
+    /// Anonymous private memory with any protection and extra `flags` (`MAP_HUGETLB`,
+    /// `MAP_NORESERVE`, ...).
+    ///
+    /// # Safety
+    /// As for [`crate::Device::map_with`]: the slices may only be used if `prot` allows it.
+    pub unsafe fn anonymous_with(len: usize, prot: i32, flags: i32) -> io::Result<Mapping> {
+        // SAFETY: forwarded to the caller.
+        unsafe {
+            Self::mmap(
+                -1,
+                0,
+                len,
+                prot,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | flags,
+            )
+        }
+    }
+
+    /// A read-write `MAP_SHARED` mapping of the first `len` bytes of a file (whose contents
+    /// other users of the file may change at any time, like a device buffer's).
+    pub fn shared_file(fd: BorrowedFd<'_>, len: usize) -> io::Result<Mapping> {
+        // SAFETY: read-write, as the slices require.
+        unsafe {
+            Self::new(
+                fd,
+                0,
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+            )
+        }
     }
 
     /// Start address.
@@ -100,5 +154,48 @@ impl Drop for Mapping {
         unsafe {
             libc::munmap(self.ptr.as_ptr().cast(), self.len);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Seek};
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn anonymous_memory() {
+        let mut m = Mapping::anonymous(2 * page_size()).expect("mmap");
+        assert_eq!(m.len(), 2 * page_size());
+        assert_eq!(m.as_ptr() as usize % page_size(), 0, "page-aligned");
+        assert!(m.iter().all(|&b| b == 0));
+        m[page_size()] = 1;
+        assert_eq!(m[page_size()], 1);
+        // SAFETY: PROT_READ only; the slice is only read.
+        let ro = unsafe { Mapping::anonymous_with(page_size(), libc::PROT_READ, 0) }.expect("ro");
+        assert_eq!(ro.as_slice()[0], 0);
+        let e = Mapping::anonymous(0).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+    }
+
+    #[test]
+    fn shared_file_memory() {
+        let path = std::env::temp_dir().join(format!("edu-dma-map-{}", std::process::id()));
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .expect("create");
+        let _ = std::fs::remove_file(&path);
+        f.set_len(page_size() as u64).expect("ftruncate");
+        let mut m = Mapping::shared_file(f.as_fd(), page_size()).expect("mmap");
+        m[..3].copy_from_slice(b"edu");
+        drop(m);
+        let mut back = [0u8; 3];
+        f.rewind().expect("seek");
+        f.read_exact(&mut back).expect("read");
+        assert_eq!(&back, b"edu");
     }
 }

@@ -281,9 +281,7 @@ impl Pair<'_, '_> {
         fill_pattern(&mut sm[so as usize..so as usize + n], seed);
         dm[dof - GUARD_LEN..dof].fill(GUARD);
         dm[dof + n..dof + n + GUARD_LEN].fill(GUARD);
-        for (i, b) in dm[dof..dof + n].iter_mut().enumerate() {
-            *b = !pattern_byte(seed, i as u64);
-        }
+        fill_pattern_inverted(&mut dm[dof..dof + n], seed);
         let (gstart, glen) = ((dof - GUARD_LEN) as u64, (n + 2 * GUARD_LEN) as u64);
         self.src
             .sync(so, u64::from(count), SyncDir::ForDevice)
@@ -300,17 +298,8 @@ impl Pair<'_, '_> {
         self.dst
             .sync(gstart, glen, SyncDir::ForCpu)
             .ctx(format!("{what}: sync dst for cpu"))?;
-        check_pattern(&dm[dof..dof + n], seed, &format!("{what}: data"))?;
-        check_fill(
-            &dm[dof - GUARD_LEN..dof],
-            GUARD,
-            &format!("{what}: guard before"),
-        )?;
-        check_fill(
-            &dm[dof + n..dof + n + GUARD_LEN],
-            GUARD,
-            &format!("{what}: guard after"),
-        )
+        let guarded = &dm[dof - GUARD_LEN..dof + n + GUARD_LEN];
+        check_guarded(guarded, GUARD_LEN, n, seed, what)
     }
 }
 

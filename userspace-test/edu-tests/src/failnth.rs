@@ -622,11 +622,10 @@ fn probe() -> TestResult {
         }
         return skip("no fail-nth (CONFIG_FAULT_INJECTION off)");
     };
-    let drv = crate::unbind::DRIVER;
+    let drv = crate::harness::sysfs::DRIVER;
     let addr = edu1_addr()?;
     let irqs = edu_irq_lines()?;
-    std::fs::write(format!("{drv}/unbind"), &addr).ctx("unbind edu-dma1")?;
-    let rebind = crate::unbind::Rebind::new(&addr);
+    let rebind = crate::harness::sysfs::unbind(&addr)?;
     let bind = File::options()
         .write(true)
         .open(format!("{drv}/bind"))

@@ -10,16 +10,15 @@
 //! `unplug` needs a host that hot-unplugs edu-dma1 when the guest prints `EDU-UNPLUG-NOW 1`
 //! (`scripts/vm --hotplug`); `failnth` a kernel with fault injection (the debug kernel).
 
+// One module (file or folder) per group; what several groups share is in `harness`.
 mod buf;
-mod copy_big;
 mod core;
 mod failnth;
 mod harness;
-mod inflight;
 mod stress;
 mod timeouts;
-mod top_addr;
 mod unbind;
+mod unplug;
 mod user;
 
 use std::any::Any;
@@ -42,7 +41,7 @@ const GROUPS: &[Group] = &[
     ("user", user::tests),
     ("unbind", unbind::tests),
     ("stress", stress::tests),
-    ("unplug", inflight::unplug_tests),
+    ("unplug", unplug::tests),
     ("failnth", failnth::tests),
 ];
 

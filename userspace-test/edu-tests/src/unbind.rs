@@ -1,71 +1,24 @@
 //! Group `unbind` (opt-in, last): hot unbind with an open file and a live mapping, rebind, and
-//! module unload refused while a file is open. Never unloads the module.
+//! module unload refused while a file is open; `inflight`, an unbind under a running COPY, shares
+//! its body with `unplug.inflight` (harness/inflight.rs). Never unloads the module.
 
 use std::ffi::CString;
-use std::time::{Duration, Instant};
 
-use edu_dma::{BufKind, Device};
+use edu_dma::BufKind;
 use nix::kmod::{delete_module, DeleteModuleFlags};
 
+use crate::harness::inflight::{inflight, How};
+use crate::harness::sysfs::unbind;
 use crate::harness::*;
 
-pub const DRIVER: &str = "/sys/bus/pci/drivers/edu_dma";
 const MODULE: &str = "edu_dma";
 
 pub fn tests() -> Vec<Test> {
     vec![
         test("unbind_rebind", unbind_rebind),
-        test("inflight", crate::inflight::unbind_inflight),
+        test("inflight", || inflight(How::Unbind)),
         test("rmmod_busy", rmmod_busy),
     ]
-}
-
-/// Writes `addr` to the driver's bind on drop unless it is bound again already.
-pub struct Rebind {
-    addr: String,
-    done: bool,
-}
-
-impl Rebind {
-    /// A guard that rebinds `addr` unless [`Rebind::bind`] did.
-    pub fn new(addr: &str) -> Rebind {
-        Rebind {
-            addr: addr.to_string(),
-            done: false,
-        }
-    }
-
-    pub fn bind(&mut self) -> TestResult {
-        self.done = true;
-        std::fs::write(format!("{DRIVER}/bind"), &self.addr)
-            .ctx(format!("write {} to {DRIVER}/bind", self.addr))
-    }
-}
-
-impl Drop for Rebind {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = std::fs::write(format!("{DRIVER}/bind"), &self.addr);
-        }
-    }
-}
-
-/// The node of the device at PCI address `addr`, waiting up to `wait` for it to appear.
-pub fn find_node(addr: &str, wait: Duration) -> Option<Device> {
-    let start = Instant::now();
-    loop {
-        for p in Device::list().unwrap_or_default() {
-            if let Ok(d) = Device::open(&p) {
-                if d.info().map(|i| i.pci_address() == addr).unwrap_or(false) {
-                    return Some(d);
-                }
-            }
-        }
-        if start.elapsed() >= wait {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn unbind_rebind() -> TestResult {
@@ -86,12 +39,7 @@ fn unbind_rebind() -> TestResult {
     fill_pattern(&mut sm, 1501);
     st.into_handle();
     diag(format!("unbinding {addr}"));
-    std::fs::write(format!("{DRIVER}/unbind"), &addr)
-        .ctx(format!("write {addr} to {DRIVER}/unbind"))?;
-    let mut rebind = Rebind {
-        addr: addr.clone(),
-        done: false,
-    };
+    let mut rebind = unbind(&addr)?;
 
     expect_errno(
         dev.info(),
@@ -111,33 +59,14 @@ fn unbind_rebind() -> TestResult {
     // Documented semantics: unbind frees all DMA memory of the device. A coherent mapping is
     // zapped first, so reading it raises SIGBUS (in a child, so only the child dies); streaming
     // pages are ordinary pages that stay valid, with their data, while mapped.
-    let (ptr, len) = (cm.as_ptr() as usize, cm.len());
-    let status = in_child(|| {
-        // SAFETY: the mapping is inherited; touching it is the point of the test.
-        let v = unsafe { std::ptr::read_volatile(ptr as *const u8) };
-        std::hint::black_box(v);
-        0
-    })?;
-    match status {
-        ChildStatus::Signaled(libc::SIGBUS) => diag(format!(
-            "coherent mapping of {len} bytes after unbind: SIGBUS"
-        )),
-        other => {
-            return Err(format!(
-                "reading a coherent mapping after unbind: child {other:?}, expected SIGBUS"
-            ))
-        }
-    }
+    expect_zapped(&cm, 1500, "after unbind")?;
     check_pattern(&sm, 1501, "streaming mapping after unbind")?;
     sm[0] = !sm[0];
     drop(cm);
     drop(sm);
     drop(dev);
 
-    rebind.bind()?;
-    let d = find_node(&addr, Duration::from_secs(5))
-        .ok_or_else(|| format!("no /dev/edu-dma* node for {addr} after bind"))?;
-    diag(format!("{addr} is {} again", d.path().display()));
+    let d = rebind.bind_and_open()?;
     ensure_eq(
         d.factorial(6).ctx("factorial after rebind")?,
         720,

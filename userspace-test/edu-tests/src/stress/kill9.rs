@@ -249,13 +249,7 @@ pub fn kill9() -> TestResult {
         after[0].timeout_count - before[0].timeout_count,
         after[1].timeout_count - before[1].timeout_count,
     ));
-    for d in 0..2 {
-        ensure_eq(
-            after[d].timeout_count,
-            before[d].timeout_count,
-            &format!("edu-dma{d}: timeout_count"),
-        )?;
-    }
+    no_new_timeouts(&before, &after)?;
     // Pinned pages or buffers of killed children that were never released would show here.
     ensure(avail1 + 16 * 1024 >= avail0, || {
         format!("MemAvailable fell from {avail0} to {avail1} KiB over the kills")

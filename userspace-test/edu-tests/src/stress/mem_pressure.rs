@@ -77,9 +77,7 @@ pub fn mem_pressure() -> TestResult {
     ));
     let done = copy.ctx("copy 2 MiB under memory pressure")?;
     ensure_eq(done, n as u64, "done")?;
-    check_pattern(&dst[off..off + n], 1900, "copied data")?;
-    check_fill(&dst[..off], GUARD, "guard before")?;
-    check_fill(&dst[off + n..], GUARD, "guard after")?;
+    check_guarded(dst, off, n, 1900, "copied data")?;
     ensure(rounds >= 2, || {
         format!("the pressure thread completed only {rounds} round(s)")
     })

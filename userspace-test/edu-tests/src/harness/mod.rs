@@ -1,10 +1,16 @@
-//! Test registry and the small helpers every group uses.
+//! Test registry and the helpers the groups share: errno expectations, data checks, memory,
+//! forked children, a verified round trip; `sysfs` (unbind/rebind) and `inflight` (a device
+//! leaving under a running COPY, for the groups `unbind` and `unplug`) in their own files.
+
+pub mod inflight;
+pub mod sysfs;
 
 use std::fmt::Display;
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
 
-use edu_dma::Device;
+use edu_dma::{BufKind, Device, Dir, Mapping, SyncDir};
 
 /// What every test returns: `Err(reason)` fails it.
 pub type TestResult = Result<(), String>;
@@ -116,32 +122,11 @@ pub fn skip(reason: impl Display) -> TestResult {
     Ok(())
 }
 
-/// Byte `i` of the pattern seeded by `seed` (splitmix-like; no short period).
-pub fn pattern_byte(seed: u64, i: u64) -> u8 {
-    let mut z = seed
-        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        .wrapping_add(i.wrapping_mul(0xbf58_476d_1ce4_e5b9));
-    z = (z ^ (z >> 30)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    (z ^ (z >> 31)) as u8
-}
-
-/// Fills `buf` with the pattern of `seed`.
-pub fn fill_pattern(buf: &mut [u8], seed: u64) {
-    for (i, b) in buf.iter_mut().enumerate() {
-        *b = pattern_byte(seed, i as u64);
-    }
-}
-
-/// The pattern of `seed`, `len` bytes.
-pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut v = vec![0; len];
-    fill_pattern(&mut v, seed);
-    v
-}
+pub use edu_dma::{fill_pattern, fill_pattern_inverted, pattern, pattern_byte};
 
 /// Fails at the first byte of `buf` that differs from the pattern of `seed`.
 pub fn check_pattern(buf: &[u8], seed: u64, what: &str) -> TestResult {
-    match (0..buf.len()).find(|&i| buf[i] != pattern_byte(seed, i as u64)) {
+    match edu_dma::pattern_mismatch(buf, seed) {
         None => Ok(()),
         Some(i) => {
             let bad = buf
@@ -174,7 +159,7 @@ pub fn check_fill(buf: &[u8], val: u8, what: &str) -> TestResult {
 /// Fails at the first differing byte.
 pub fn check_same(got: &[u8], want: &[u8], what: &str) -> TestResult {
     ensure_eq(got.len(), want.len(), &format!("{what}: length"))?;
-    match got.iter().zip(want).position(|(a, b)| a != b) {
+    match edu_dma::first_mismatch(got, want) {
         None => Ok(()),
         Some(i) => Err(format!(
             "{what}: byte {i} of {} is {:#04x}, expected {:#04x}",
@@ -183,6 +168,14 @@ pub fn check_same(got: &[u8], want: &[u8], what: &str) -> TestResult {
             want[i]
         )),
     }
+}
+
+/// Verifies `dst[at..at + n]` against the pattern of `seed` and every other byte of `dst`
+/// against GUARD.
+pub fn check_guarded(dst: &[u8], at: usize, n: usize, seed: u64, what: &str) -> TestResult {
+    check_pattern(&dst[at..at + n], seed, &format!("{what}: data"))?;
+    check_fill(&dst[..at], GUARD, &format!("{what}: guard before"))?;
+    check_fill(&dst[at + n..], GUARD, &format!("{what}: guard after"))
 }
 
 /// Guard byte value and size around destinations.
@@ -199,56 +192,33 @@ pub fn page() -> usize {
     edu_dma::page_size()
 }
 
-/// An anonymous private mapping (or any other mmap), unmapped on drop.
+/// An anonymous private mapping (or a shared file mapping), unmapped on drop: the library's
+/// [`Mapping`] with its address at hand.
 pub struct Anon {
     pub ptr: NonNull<u8>,
-    pub len: usize,
+    map: Mapping,
 }
 
 impl Anon {
+    fn of(map: Mapping) -> io::Result<Anon> {
+        let ptr = NonNull::new(map.as_ptr()).ok_or_else(|| io::Error::other("mmap returned 0"))?;
+        Ok(Anon { ptr, map })
+    }
+
     /// Anonymous `MAP_PRIVATE` read-write memory, `len` bytes.
     pub fn new(len: usize) -> io::Result<Anon> {
-        Anon::with(len, libc::PROT_READ | libc::PROT_WRITE, 0)
+        Anon::of(Mapping::anonymous(len)?)
     }
 
     /// Anonymous `MAP_PRIVATE` memory with `prot` and extra `flags`.
     pub fn with(len: usize, prot: i32, flags: i32) -> io::Result<Anon> {
-        // SAFETY: a fresh mapping at a kernel-chosen address aliases nothing.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                prot,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | flags,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned 0"))?;
-        Ok(Anon { ptr, len })
+        // SAFETY: `bytes`/`bytes_mut` document that the protection must allow them.
+        Anon::of(unsafe { Mapping::anonymous_with(len, prot, flags) }?)
     }
 
-    /// A `MAP_SHARED` mapping of `fd`.
-    pub fn shared_file(fd: i32, len: usize) -> io::Result<Anon> {
-        // SAFETY: as above.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned 0"))?;
-        Ok(Anon { ptr, len })
+    /// A read-write `MAP_SHARED` mapping of `fd`.
+    pub fn shared_file(fd: BorrowedFd<'_>, len: usize) -> io::Result<Anon> {
+        Anon::of(Mapping::shared_file(fd, len)?)
     }
 
     pub fn addr(&self) -> u64 {
@@ -257,23 +227,12 @@ impl Anon {
 
     /// The bytes (the mapping must be readable).
     pub fn bytes(&self) -> &[u8] {
-        // SAFETY: owned mapping of `len` bytes.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+        self.map.as_slice()
     }
 
     /// The bytes, writable (the mapping must be writable).
     pub fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: owned mapping of `len` bytes, exclusively borrowed.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl Drop for Anon {
-    fn drop(&mut self) {
-        // SAFETY: our own mapping.
-        unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), self.len);
-        }
+        self.map.as_mut_slice()
     }
 }
 
@@ -329,6 +288,69 @@ pub enum ChildStatus {
     Signaled(i32),
 }
 
+/// Touches every byte of `m`, the coherent mapping of a device that went away (`what`), in a
+/// forked child: the mapping must have been zapped, so the child must die of SIGBUS.
+pub fn expect_zapped(m: &Mapping, seed: u64, what: &str) -> TestResult {
+    let (ptr, len) = (m.as_ptr() as usize, m.len());
+    let status = in_child(|| {
+        // SAFETY: the inherited mapping; touching it is the point.
+        let s = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
+        let sum = s.iter().fold(0u8, |a, &b| a.wrapping_add(b));
+        std::hint::black_box(sum);
+        if edu_dma::pattern_mismatch(s, seed).is_none() {
+            0
+        } else {
+            3
+        }
+    })?;
+    match status {
+        ChildStatus::Signaled(libc::SIGBUS) => {
+            diag(format!(
+                "{what}: coherent mapping of {len} bytes: SIGBUS on access (zapped)"
+            ));
+            Ok(())
+        }
+        other => Err(format!(
+            "touching the coherent mapping {what}: child {other:?} \
+             (0: readable with the old data, 3: readable, data differ), expected SIGBUS"
+        )),
+    }
+}
+
+/// A verified round trip on an open file: 4096 bytes coherent buffer (pattern `seed`) -> window
+/// -> streaming buffer, and a 5000-byte COPY (pattern `seed + 1`) between heap buffers.
+pub fn round_trip_on(dev: &Device, seed: u64, what: &str) -> TestResult {
+    let src = dev
+        .alloc(4096, BufKind::Coherent)
+        .ctx(format!("{what}: alloc coherent"))?;
+    let dst = dev
+        .alloc(4096, BufKind::Streaming)
+        .ctx(format!("{what}: alloc streaming"))?;
+    let mut sm = src.map().ctx(format!("{what}: mmap"))?;
+    let mut dm = dst.map().ctx(format!("{what}: mmap"))?;
+    fill_pattern(&mut sm, seed);
+    dm.fill(!0);
+    dst.sync(0, 4096, SyncDir::ForDevice)
+        .ctx(format!("{what}: sync"))?;
+    src.xfer(0, 0, 4096, Dir::ToDevice, 0)
+        .ctx(format!("{what}: xfer to device"))?;
+    dst.xfer(0, 0, 4096, Dir::FromDevice, 0)
+        .ctx(format!("{what}: xfer from device"))?;
+    dst.sync(0, 4096, SyncDir::ForCpu)
+        .ctx(format!("{what}: sync"))?;
+    check_pattern(&dm, seed, &format!("{what}: buffer round trip"))?;
+    let v = pattern(5000, seed + 1);
+    let mut out = vec![GUARD; 5000];
+    let done = dev.copy(&v, &mut out).ctx(format!("{what}: copy"))?;
+    ensure_eq(done, 5000, &format!("{what}: copy done"))?;
+    check_pattern(&out, seed + 1, &format!("{what}: copy"))
+}
+
+/// [`round_trip_on`] on a new file of `/dev/edu-dma<d>`.
+pub fn verified_round_trip(d: u32, seed: u64, what: &str) -> TestResult {
+    round_trip_on(&open(d)?, seed, &format!("{what}: edu-dma{d}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,12 +376,6 @@ mod tests {
         v[4000] ^= 1;
         let err = check_pattern(&v, 9, "p").unwrap_err();
         assert!(err.contains("byte 4000"), "{err}");
-        // Not trivially periodic: every 256-byte block differs from the next.
-        let p = pattern(4096, 1);
-        assert!(p
-            .chunks(256)
-            .zip(p.chunks(256).skip(1))
-            .all(|(a, b)| a != b));
         assert!(check_fill(&[GUARD; 64], GUARD, "g").is_ok());
         assert!(check_same(&[1, 2], &[1, 3], "s").is_err());
     }

@@ -1,7 +1,7 @@
-//! A device going away under a running COPY: `unplug.inflight` (group `unplug`, opt-in: the host
-//! hot-unplugs edu-dma1 when the guest prints `EDU-UNPLUG-NOW 1`, as `scripts/vm --hotplug`
-//! does) and `unbind.inflight` (group `unbind`: the test unbinds through sysfs itself, then
-//! rebinds).
+//! A device going away under a running COPY, the body of `unplug.inflight` (group `unplug`,
+//! opt-in: the host hot-unplugs edu-dma1 when the guest prints `EDU-UNPLUG-NOW 1`, as
+//! `scripts/vm --hotplug` does) and of `unbind.inflight` (group `unbind`: the test unbinds
+//! through sysfs itself, then rebinds).
 //!
 //! Both open /dev/edu-dma1, map a coherent and a streaming buffer, start a 4 MiB COPY in a
 //! thread, and once the device is gone require: the COPY ended with ENODEV (or success) with the
@@ -18,20 +18,15 @@ use std::time::{Duration, Instant};
 use edu_dma::uapi::*;
 use edu_dma::{BufKind, Device, Dir, SyncDir};
 
-use crate::harness::*;
-use crate::unbind::{find_node, Rebind, DRIVER};
+use super::sysfs::unbind;
+use super::*;
 
-pub fn unplug_tests() -> Vec<Test> {
-    vec![test("inflight", || inflight(How::Unplug))]
-}
-
-pub fn unbind_inflight() -> TestResult {
-    inflight(How::Unbind)
-}
-
+/// How the device leaves.
 #[derive(Clone, Copy, PartialEq, Debug)]
-enum How {
+pub enum How {
+    /// Hot unplug by the host.
     Unplug,
+    /// sysfs unbind by the test (rebound at the end).
     Unbind,
 }
 
@@ -59,21 +54,12 @@ fn all_enodev(dev: &Device, coh: u32, st: u32) -> TestResult {
 /// A node that works: factorial, verified buffer round trip and COPY.
 fn works(dev: &Device, seed: u64) -> TestResult {
     ensure_eq(dev.factorial(7).ctx("7!")?, 5040, "7!")?;
-    let b = dev.alloc(4096, BufKind::Coherent).ctx("alloc")?;
-    let mut m = b.map().ctx("mmap")?;
-    fill_pattern(&mut m, seed);
-    b.xfer(0, 0, 4096, Dir::ToDevice, 0).ctx("xfer to device")?;
-    m.fill(0);
-    b.xfer(0, 0, 4096, Dir::FromDevice, 0)
-        .ctx("xfer from device")?;
-    check_pattern(&m, seed, "buffer round trip")?;
-    let v = pattern(9000, seed + 1);
-    let mut out = vec![0u8; 9000];
-    ensure_eq(dev.copy(&v, &mut out).ctx("copy")?, 9000, "copy done")?;
-    check_pattern(&out, seed + 1, "copy")
+    round_trip_on(dev, seed, "after the device left")
 }
 
-fn inflight(how: How) -> TestResult {
+/// Unplugs or unbinds edu-dma1 under a running 4 MiB COPY and checks what happened (see the
+/// module documentation).
+pub fn inflight(how: How) -> TestResult {
     let path = Device::instance_path(1);
     let dev = open(1)?;
     let info = dev.info().ctx("info")?;
@@ -126,11 +112,7 @@ fn inflight(how: How) -> TestResult {
                 println!("EDU-UNPLUG-NOW 1");
                 let _ = std::io::stdout().flush();
             }
-            How::Unbind => {
-                let w = std::fs::write(format!("{DRIVER}/unbind"), &addr);
-                rebind = Some(Rebind::new(&addr));
-                w.ctx(format!("write {addr} to {DRIVER}/unbind"))?;
-            }
+            How::Unbind => rebind = Some(unbind(&addr)?),
         }
         // Busy polling keeps a vCPU running, so guest time does not jump ahead of the host's
         // unplug (under -icount sleep=off an idle guest skips to its next timer).
@@ -179,29 +161,7 @@ fn inflight(how: How) -> TestResult {
     // Documented (docs/reliability.md): the device's DMA memory is freed when it goes away, and
     // a coherent mapping is zapped first, so touching it raises SIGBUS (in a child, so that only
     // the child dies). Anything else (the old memory still readable, SIGSEGV) fails.
-    let (ptr, len) = (cm.as_ptr() as usize, cm.len());
-    let stc = in_child(|| {
-        // SAFETY: the inherited coherent mapping; touching it is the point.
-        let s = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
-        let sum = s.iter().fold(0u8, |a, &b| a.wrapping_add(b));
-        std::hint::black_box(sum);
-        if check_pattern(s, 2100, "").is_ok() {
-            0
-        } else {
-            3
-        }
-    })?;
-    match stc {
-        ChildStatus::Signaled(libc::SIGBUS) => diag(format!(
-            "{how:?}: coherent mapping of {len} bytes: SIGBUS on access (zapped)"
-        )),
-        other => {
-            return Err(format!(
-                "touching the coherent mapping after the {how:?}: child {other:?} \
-                 (0: readable with the old data, 3: readable, data differ), expected SIGBUS"
-            ))
-        }
-    }
+    expect_zapped(&cm, 2100, &format!("after the {how:?}"))?;
     // Close: buffers (free answers whatever it answers), mappings, file.
     drop(coh);
     drop(st);
@@ -212,11 +172,7 @@ fn inflight(how: How) -> TestResult {
     match how {
         How::Unbind => {
             let mut rb = rebind.ok_or("no rebind guard")?;
-            rb.bind()?;
-            let d = find_node(&addr, Duration::from_secs(5))
-                .ok_or_else(|| format!("no /dev/edu-dma* node for {addr} after bind"))?;
-            diag(format!("{addr} is {} again", d.path().display()));
-            works(&d, 2110)
+            works(&rb.bind_and_open()?, 2110)
         }
         How::Unplug => {
             ensure(

@@ -44,9 +44,7 @@ pub fn copy_16mib() -> TestResult {
         "16 MiB copy: {cmds} commands, {secs:.1} s guest time"
     ));
     ensure_eq(done, n as u64, "done")?;
-    check_pattern(&dst[off..off + n], 1600, "16 MiB destination")?;
-    check_fill(&dst[..off], GUARD, "guard before")?;
-    check_fill(&dst[off + n..], GUARD, "guard after")?;
+    check_guarded(&dst, off, n, 1600, "16 MiB destination")?;
     check_pattern(&src[sa..sa + n], 1600, "source changed")?;
     // Every 4 KiB chunk is at least one command each way.
     ensure(cmds >= 2 * (n as u64 / 4096), || {
@@ -83,19 +81,11 @@ pub fn copy_alignments() -> TestResult {
             src.bytes_mut().fill(0x5a);
             fill_pattern(&mut src.bytes_mut()[s..s + n], seed);
             dst.bytes_mut().fill(GUARD);
-            for (i, b) in dst.bytes_mut()[d..d + n].iter_mut().enumerate() {
-                *b = !pattern_byte(seed, i as u64);
-            }
+            fill_pattern_inverted(&mut dst.bytes_mut()[d..d + n], seed);
             let (sb, db) = (&src.bytes()[s..s + n], &mut dst.bytes_mut()[d..d + n]);
             let done = dev.copy(sb, db).ctx(format!("{what}: copy"))?;
             ensure_eq(done, n as u64, &format!("{what}: done"))?;
-            check_pattern(&dst.bytes()[d..d + n], seed, &format!("{what}: data"))?;
-            check_fill(&dst.bytes()[..d], GUARD, &format!("{what}: guard before"))?;
-            check_fill(
-                &dst.bytes()[d + n..],
-                GUARD,
-                &format!("{what}: guard after"),
-            )?;
+            check_guarded(dst.bytes(), d, n, seed, &what)?;
             check_pattern(&src.bytes()[s..s + n], seed, &format!("{what}: source"))?;
             copies += 1;
         }

@@ -6,7 +6,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use edu_dma::{describe_error, uapi, BufKind, Device, Dir, SyncDir};
+use edu_dma::{
+    describe_error, fill_pattern, first_mismatch, parse_size, pattern, uapi, BufKind, Device, Dir,
+    SyncDir,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
@@ -40,16 +43,16 @@ enum Cmd {
     Buf {
         #[arg(long, value_enum, default_value_t = Kind::Coherent)]
         kind: Kind,
-        /// Bytes (K/M suffixes accepted).
+        /// Bytes (K/M/G suffixes accepted).
         #[arg(long, default_value = "4096", value_parser = parse_size)]
         size: u64,
     },
     /// User memory -> user memory through the device's copy engine.
     Copy {
-        /// Bytes (K/M suffixes accepted).
+        /// Bytes (K/M/G suffixes accepted).
         #[arg(long, default_value = "1M", value_parser = parse_size)]
         size: u64,
-        /// Bytes per COPY ioctl (K/M suffixes accepted).
+        /// Bytes per COPY ioctl (K/M/G suffixes accepted).
         #[arg(long, default_value = "64K", value_parser = parse_size)]
         chunk: u64,
     },
@@ -76,23 +79,6 @@ impl From<Kind> for BufKind {
             Kind::Streaming => BufKind::Streaming,
         }
     }
-}
-
-/// `4096`, `64K`, `16M`, `1G` (binary multiples; `KiB`/`MiB` also accepted).
-fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, suffix) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("bad size {s:?}"))?;
-    let mult: u64 = match suffix.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(format!("bad size suffix in {s:?} (use K, M or G)")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size {s:?} overflows"))
 }
 
 /// A failed operation: `edudma: <op>: <message>`.
@@ -189,15 +175,6 @@ fn print_info(dev: &Device, i: &edu_dma::Info) {
     println!("timeouts:      {}", i.timeout_count);
 }
 
-fn pattern(i: u64, seed: u64) -> u8 {
-    let x = (i ^ seed).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    (x >> 56) as u8 ^ (i as u8)
-}
-
-fn first_mismatch(a: &[u8], b: &[u8]) -> Option<usize> {
-    a.iter().zip(b).position(|(x, y)| x != y)
-}
-
 fn buf_demo(dev: &Device, kind: Kind, size: u64) -> Result<(), Failure> {
     if size == 0 {
         return fail("buf", "size must be at least 1".to_string());
@@ -208,9 +185,7 @@ fn buf_demo(dev: &Device, kind: Kind, size: u64) -> Result<(), Failure> {
     let dst = dev.alloc(size, kind).op("alloc")?;
     let mut src_map = src.map().op("mmap")?;
     let mut dst_map = dst.map().op("mmap")?;
-    for (i, b) in src_map[..len].iter_mut().enumerate() {
-        *b = pattern(i as u64, 0xed);
-    }
+    fill_pattern(&mut src_map[..len], 0xed);
     dst_map[..len].fill(0);
     let start = Instant::now();
     src.sync(0, size, SyncDir::ForDevice).op("sync")?;
@@ -256,7 +231,7 @@ fn copy_demo(dev: &Device, size: u64, chunk: u64) -> Result<(), Failure> {
         return fail("copy", "size and chunk must be at least 1".to_string());
     }
     let len = usize::try_from(size).or_else(|_| fail("copy", "size too large".to_string()))?;
-    let src: Vec<u8> = (0..size).map(|i| pattern(i, 0x5eed)).collect();
+    let src = pattern(len, 0x5eed);
     let mut dst = vec![0u8; len];
     let bar = ProgressBar::new(size);
     bar.set_style(
@@ -297,19 +272,19 @@ fn copy_demo(dev: &Device, size: u64, chunk: u64) -> Result<(), Failure> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
-
     #[test]
-    fn sizes() {
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("64K"), Ok(65536));
-        assert_eq!(parse_size("16M"), Ok(16 << 20));
-        assert_eq!(parse_size("1m"), Ok(1 << 20));
-        assert_eq!(parse_size("2KiB"), Ok(2048));
-        assert!(parse_size("").is_err());
-        assert!(parse_size("12X").is_err());
-        assert!(parse_size("K").is_err());
-        assert!(parse_size("99999999999999999999G").is_err());
+    fn sizes_use_the_library_parser() {
+        use clap::Parser;
+        let c = super::Cli::try_parse_from(["edudma", "copy", "--size", "16M", "--chunk", "4K"]);
+        match c.map(|c| c.cmd) {
+            Ok(super::Cmd::Copy { size, chunk }) => assert_eq!((size, chunk), (16 << 20, 4096)),
+            _ => panic!("copy --size 16M --chunk 4K"),
+        }
+        let e = super::Cli::try_parse_from(["edudma", "buf", "--size", "12X"])
+            .err()
+            .expect("bad suffix refused");
+        assert!(e.to_string().contains("suffix"), "{e}");
+        assert!(super::Cli::try_parse_from(["edudma", "copy", "--size", "99999999999G"]).is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
@@ -12,6 +12,9 @@ use edu_dma::{BufKind, CopyDst, CopySrc, Device, SyncDir};
 
 use crate::harness::*;
 
+mod copy_big;
+mod top_addr;
+
 pub fn tests() -> Vec<Test> {
     vec![
         test("xfer_round_trip", xfer_round_trip),
@@ -19,11 +22,11 @@ pub fn tests() -> Vec<Test> {
         test("xfer_errnos", xfer_errnos),
         test("copy_sizes", copy_sizes),
         test("copy_1mib", copy_1mib),
-        test("copy_16mib", crate::copy_big::copy_16mib),
-        test("copy_alignments", crate::copy_big::copy_alignments),
+        test("copy_16mib", copy_big::copy_16mib),
+        test("copy_alignments", copy_big::copy_alignments),
         test(
             "xfer_top_of_address_space",
-            crate::top_addr::xfer_top_of_address_space,
+            top_addr::xfer_top_of_address_space,
         ),
         test("copy_src_stack", copy_src_stack),
         test("copy_file_shared", copy_file_shared),
@@ -54,14 +57,10 @@ fn window_round_trip(
         .ctx(format!("{what}: USER_XFER to device"))?;
     let mut dst = vec![GUARD; n + 2 * GUARD_LEN + 64];
     let off = GUARD_LEN + dst_align;
-    for (i, b) in dst[off..off + n].iter_mut().enumerate() {
-        *b = !pattern_byte(seed, i as u64);
-    }
+    fill_pattern_inverted(&mut dst[off..off + n], seed);
     dev.read_window_into(&mut dst[off..off + n], win)
         .ctx(format!("{what}: USER_XFER from device"))?;
-    check_pattern(&dst[off..off + n], seed, &format!("{what}: data"))?;
-    check_fill(&dst[..off], GUARD, &format!("{what}: guard before"))?;
-    check_fill(&dst[off + n..], GUARD, &format!("{what}: guard after"))?;
+    check_guarded(&dst, off, n, seed, &what)?;
     check_pattern(src, seed, &format!("{what}: source changed"))
 }
 
@@ -209,16 +208,12 @@ fn copy_check(dev: &Device, src: &[u8], seed: u64, dst_align: usize, what: &str)
     let n = src.len();
     let mut dst = vec![GUARD; n + 2 * GUARD_LEN + 64];
     let off = GUARD_LEN + dst_align;
-    for (i, b) in dst[off..off + n].iter_mut().enumerate() {
-        *b = !pattern_byte(seed, i as u64);
-    }
+    fill_pattern_inverted(&mut dst[off..off + n], seed);
     let done = dev
         .copy(src, &mut dst[off..off + n])
         .ctx(format!("{what}: copy {n}"))?;
     ensure_eq(done, n as u64, &format!("{what}: done"))?;
-    check_pattern(&dst[off..off + n], seed, &format!("{what}: data"))?;
-    check_fill(&dst[..off], GUARD, &format!("{what}: guard before"))?;
-    check_fill(&dst[off + n..], GUARD, &format!("{what}: guard after"))?;
+    check_guarded(&dst, off, n, seed, what)?;
     check_pattern(src, seed, &format!("{what}: source changed"))
 }
 
@@ -271,7 +266,7 @@ fn copy_file_shared() -> TestResult {
         .ctx(format!("create {}", path.display()))?;
     let _ = std::fs::remove_file(&path); // the open file and mapping keep it
     file.set_len(3 * pg as u64).ctx("ftruncate")?;
-    let mut map = Anon::shared_file(file.as_raw_fd(), 3 * pg).ctx("mmap MAP_SHARED file")?;
+    let mut map = Anon::shared_file(file.as_fd(), 3 * pg).ctx("mmap MAP_SHARED file")?;
     fill_pattern(&mut map.bytes_mut()[5..5 + 8000], 800);
     copy_check(
         &dev,
@@ -358,9 +353,7 @@ fn copy_buffers() -> TestResult {
         )
         .ctx("copy streaming buffer -> user")?;
     ensure_eq(done, 8000, "done")?;
-    check_pattern(&dst[GUARD_LEN..GUARD_LEN + 8000], 1000, "user destination")?;
-    check_fill(&dst[..GUARD_LEN], GUARD, "guard before")?;
-    check_fill(&dst[GUARD_LEN + 8000..], GUARD, "guard after")?;
+    check_guarded(&dst, GUARD_LEN, 8000, 1000, "user destination")?;
 
     // User memory -> streaming buffer (DST_BUF).
     sm.fill(GUARD);
