@@ -18,7 +18,10 @@ use kernel::{
         Device, //
     },
     io::{
-        poll::read_poll_timeout,
+        poll::{
+            read_poll_timeout,
+            read_poll_timeout_atomic, //
+        },
         Io, //
     },
     new_condvar, new_mutex,
@@ -261,11 +264,13 @@ impl EngineHold<'_> {
         if let Err(e) = self.wait_irq(IRQ_DMA, timeout_ms, || dma_idle(bar)) {
             self.wait_idle()?;
             // A device that vanished mid-command (surprise removal) reads all-ones.
-            return Err(if e == ETIMEDOUT && !self.present() {
-                ENODEV
-            } else {
-                e
-            });
+            if e == ETIMEDOUT && !self.present() {
+                return Err(ENODEV);
+            }
+            if e == ETIMEDOUT {
+                self.engine.stats.timeouts.add(1, Relaxed);
+            }
+            return Err(e);
         }
         let stats = &self.engine.stats;
         stats.dma_cmds.add(1, Relaxed);
@@ -284,8 +289,13 @@ impl EngineHold<'_> {
         bar.write_reg(FACTORIAL::from_raw(n));
         if let Err(e) = self.wait_irq(IRQ_FACT, timeout_ms, || true) {
             // edu computes in a host thread: under `-icount ... sleep=off` an idle guest's clock
-            // can pass the timeout before that thread ran. Done is done, interrupt or not.
-            if e != ETIMEDOUT || !self.poll(|bar| !bar.read(STATUS).computing()) {
+            // jumps to its next timer (this timeout) at once, before a busy host ran that thread.
+            // Done is done, interrupt or not: poll busily, which keeps the guest's clock tied to
+            // instructions executed (and so to real time), not to timers.
+            if e != ETIMEDOUT || !self.poll_busy(|bar| !bar.read(STATUS).computing()) {
+                if e == ETIMEDOUT {
+                    self.engine.stats.timeouts.add(1, Relaxed);
+                }
                 return Err(e);
             }
         }
@@ -310,10 +320,7 @@ impl EngineHold<'_> {
             match engine.cv.wait_interruptible_timeout(&mut st, left) {
                 CondVarTimeoutResult::Woken { jiffies } => left = jiffies,
                 CondVarTimeoutResult::Signal { .. } => return Err(EINTR),
-                CondVarTimeoutResult::Timeout => {
-                    engine.stats.timeouts.add(1, Relaxed);
-                    return Err(ETIMEDOUT);
-                }
+                CondVarTimeoutResult::Timeout => return Err(ETIMEDOUT),
             }
         }
     }
@@ -340,6 +347,19 @@ impl EngineHold<'_> {
             |&done| done,
             Delta::from_millis(1),
             IDLE_WAIT,
+        )
+        .is_ok()
+    }
+
+    /// Polls `cond` busily (no sleep) every 10 us for up to [`IDLE_WAIT`].
+    fn poll_busy(&self, cond: impl Fn(&Bar0) -> bool) -> bool {
+        const STEP_US: i64 = 10;
+        let retries = (IDLE_WAIT.as_micros_ceil() / STEP_US) as usize;
+        read_poll_timeout_atomic(
+            || Ok(cond(self.bar)),
+            |&done| done,
+            Delta::from_micros(STEP_US),
+            retries,
         )
         .is_ok()
     }

@@ -88,6 +88,9 @@ pub fn inflight(how: How) -> TestResult {
                 src: sa,
                 dst: da,
                 len: COPY_LEN as u64,
+                // A loaded host may run the emulated device late: allow 10 s per command, so
+                // that the only way this copy ends early is the device leaving.
+                timeout_ms: 10_000,
                 ..Default::default()
             };
             // SAFETY: `dst` is not touched by the other thread until this one is joined.
