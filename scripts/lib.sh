@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # ROOT and CACHE are for the scripts that source this
 # Shared shell helpers for scripts/: cache location, logging, kernel source/build paths.
 CACHE="${EDU_DMA_CACHE:-$HOME/.cache/edu-dma}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -1,0 +1,36 @@
+# shellcheck shell=sh
+# In-VM side of every job under qemu/jobs/ (busybox sh): scripts/vm copies this file into the
+# initramfs as /job-lib.sh, and /init sources it and calls job_run.
+#
+# A job file is the body of one VM boot. Its header comments are its options:
+#   # vm: <scripts/vm option> [<value>]  one option a line, read by scripts/vm on the host; the
+#                                        value is the rest of the line (no quoting needed)
+#   # insmod: <module parameters>        read by job_run: insmod /edu_dma.ko <parameters>
+# Variables passed with `scripts/vm --env NAME=VALUE` are exported from /job.env.
+# The job runs after the module is loaded; its stdout and stderr are collected and printed, once
+# it is done, between "=== results" and "=== end" (so kernel messages on the console cannot
+# interleave with them). scripts/vm-job reads that block: its "ok <test>" / "not ok <test>" lines
+# are the boot's tests.
+
+# t <name> <command>: runs the shell command (a string, evaluated) and prints "ok <name>" or
+# "not ok <name>".
+t() { if eval "$2"; then echo "ok $1"; else echo "not ok $1"; fi; }
+
+job_run() {
+    # shellcheck source=/dev/null
+    if [ -f /job.env ]; then . /job.env; fi
+    {
+        # shellcheck disable=SC2046 # the parameters are words
+        insmod /edu_dma.ko $(sed -n 's/^# insmod: *//p' /job.sh) || echo "not ok insmod"
+        # A subshell: a job's exit or cd ends only the job.
+        # shellcheck source=/dev/null
+        ( . /job.sh )
+    } > /tmp/out 2>&1
+    echo "=== results"; cat /tmp/out; echo "=== end"
+}
+
+# bound_to_both: the driver bound both edu devices of the VM.
+bound_to_both() {
+    n=$(find /sys/bus/pci/drivers/edu_dma/ -maxdepth 1 -name '0000:*' 2>/dev/null | wc -l)
+    if [ "$n" = 2 ]; then echo "ok bound-to-both-devices"; else echo "not ok bound-to-both-devices - $n bound"; fi
+}

@@ -1,0 +1,11 @@
+# make check, MSI boot: the whole suite (exhaustive sizes) with MSI, real clients (dd, cat, head)
+# on the node, unbind with files open, rmmod.
+bound_to_both
+EDU_TEST_EXHAUSTIVE=1 EDU_TEST_EXPECT_IRQ=msi edu-tests --group all
+head -c 4096 /dev/urandom > /tmp/pat
+t dd-write-read 'dd if=/tmp/pat of=/dev/edu-dma0 bs=4096 count=1 2>/dev/null && dd if=/dev/edu-dma0 of=/tmp/back 2>/dev/null && cmp /tmp/pat /tmp/back'
+t cat-reads-window 'cat /dev/edu-dma0 | cmp - /tmp/pat'
+t head-reads-prefix 'head -c 100 /dev/edu-dma0 > /tmp/h && [ "$(wc -c < /tmp/h)" = 100 ] && cmp -n 100 /tmp/h /tmp/pat'
+t dd-write-past-end-enospc '! dd if=/tmp/pat of=/dev/edu-dma0 bs=4096 seek=1 count=1 2>/tmp/e && grep -q "No space" /tmp/e'
+edu-tests --group unbind
+t rmmod-after-close 'rmmod edu_dma'
