@@ -1,13 +1,11 @@
 # make check, debug kernel boot: the whole suite again under KASAN, lockdep, DMA-API debug,
-# kmemleak, UBSAN bounds and Rust debug assertions, the fail-nth fault-injection sweep, then leak and DMA-API bookkeeping checks once the module
+# kmemleak, UBSAN bounds and Rust debug assertions, then leak and DMA-API bookkeeping checks once the module
 # is gone. scripts/check adds --kernel <debug build> --module <edu_dma.ko built against it>.
 # vm: --append kmemleak=on
 # vm: --timeout 2400
 bound_to_both
 edu-tests --group all
 edu-tests --group unbind
-# Fault injection (fail-nth) over every entry point and over probe; the debug kernel has it.
-EDU_TEST_REQUIRE_FAILNTH=1 edu-tests --group failnth
 t rmmod-debug 'rmmod edu_dma'
 echo scan > /sys/kernel/debug/kmemleak; sleep 2; echo scan > /sys/kernel/debug/kmemleak
 cat /sys/kernel/debug/kmemleak > /tmp/leaks
