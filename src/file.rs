@@ -561,13 +561,15 @@ impl MiscDevice for EduFile {
         let pages = (vma.end() - vma.start()) / PAGE_SIZE;
         let mut bufs = me.bufs.lock();
         let live = &mut bufs.live;
+        // The handle's entry, found once: `mmap_request` looks up its size through it.
+        let mut at = None;
         let (handle, first) = split::mmap_request(vma_pgoff(vma), pages, PAGE_SHIFT as u32, |h| {
-            live.iter()
-                .find(|e| e.handle == h)
-                .map(|e| e.buf.size() / PAGE_SIZE)
+            let i = live.iter().position(|e| e.handle == h)?;
+            at = Some(i);
+            live.get(i).map(|e| e.buf.size() / PAGE_SIZE)
         })
         .ok_or(EINVAL)?;
-        let entry = live.iter_mut().find(|e| e.handle == handle).ok_or(EINVAL)?;
+        let entry = at.and_then(|i| live.get_mut(i)).ok_or(EINVAL)?;
         let base = split::mmap_offset(handle);
         let buf = &entry.buf;
         me.edu
