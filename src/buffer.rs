@@ -221,7 +221,8 @@ impl Buffer {
     }
 
     /// Maps pages `first..` of the buffer into `vma` (already validated: shared, in bounds);
-    /// `base` is the file offset of the buffer's first byte.
+    /// `base` is the file offset of the buffer's first byte. Coherent memory is mapped now;
+    /// streaming pages are faulted in by file offset, on each access that finds no entry.
     pub(crate) fn mmap(
         &self,
         dev: &device::Device<Bound>,
