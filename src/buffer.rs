@@ -2,7 +2,8 @@
 
 //! DMA buffers owned by an open file: coherent (`dma_alloc_coherent`, mapped into userspace as
 //! device memory) and streaming (ordinary zeroed pages, each mapped for the device with the
-//! streaming DMA API and inserted into userspace VMAs as normal pages, so GUP users work on them).
+//! streaming DMA API and faulted into userspace VMAs as normal pages, so GUP users work on them
+//! and a zapped mapping, e.g. after `MADV_DONTNEED`, gets the same pages back on its next access).
 //!
 //! A buffer's memory is charged to the device's budget (`buf_cap_kib`) for as long as the buffer
 //! lives; the caller checks its own cap (`file_cap_kib`) through `room`.
@@ -10,7 +11,8 @@
 //! Unbind revokes every buffer ([`Revoke`]), so no DMA allocation or mapping outlives the binding:
 //! user mappings of coherent memory are zapped first (later accesses get `SIGBUS`), then the
 //! memory is freed; streaming pages only lose their device mappings and stay valid memory for
-//! whoever maps them.
+//! whoever maps them (the pages are refcounted apart from their device mappings: every VMA holds
+//! a reference to them, see `raw::vm::map_on_fault`).
 
 use kernel::{
     device::{
@@ -26,6 +28,7 @@ use kernel::{
     new_mutex,
     page::{
         Page,
+        PAGE_SHIFT,
         PAGE_SIZE, //
     },
     prelude::*,
@@ -46,9 +49,14 @@ use crate::{
         dma::{
             self,
             Owner,
-            PageMap, //
+            Pages,
+            StreamMap, //
         },
-        vm::FileMapping,
+        vm::{
+            self,
+            FaultPages,
+            FileMapping, //
+        },
     },
     split::{
         self,
@@ -70,9 +78,9 @@ pub(crate) enum Kind {
 struct Inner {
     /// Coherent memory (coherent buffers, until revoked).
     coherent: Option<Coherent<[u8]>>,
-    /// The pages of streaming memory and their device mappings, one per page (until revoked;
-    /// user mappings hold their own references to the pages).
-    maps: KVec<PageMap>,
+    /// The device mappings of streaming memory, one per page (streaming buffers, until revoked;
+    /// the pages outlive them: `Buffer::pages` and every user mapping hold their own references).
+    stream: Option<StreamMap>,
     /// The file mapping user mappings of this buffer live in, and the file offset of the
     /// buffer's first byte, once mapped.
     mapping: Option<(FileMapping, u64)>,
@@ -86,6 +94,9 @@ struct Inner {
 pub(crate) struct Buffer {
     size: usize,
     kind: Kind,
+    /// The pages of streaming memory (streaming buffers), shared with the device mappings and
+    /// with every user mapping, each of which keeps them as long as it needs them.
+    pages: Option<Arc<Pages>>,
     #[pin]
     inner: Mutex<Inner>,
     /// The device budget this buffer's memory is charged to.
@@ -117,8 +128,7 @@ impl Buffer {
         charge: Charge,
     ) -> Result<Arc<Self>> {
         let n = size / PAGE_SIZE;
-        let mut maps = KVec::new();
-        let mut mem = None;
+        let (mut mem, mut pages, mut stream) = (None, None, None);
         match kind {
             Kind::Coherent => {
                 // ENOMEM also when the mask cannot be satisfied (e.g. ZONE_DMA exhausted).
@@ -128,21 +138,20 @@ impl Buffer {
                 );
             }
             Kind::Streaming => {
-                maps = KVec::with_capacity(n, GFP_KERNEL)?;
-                for _ in 0..n {
-                    let page = Page::alloc_page(GFP_KERNEL | __GFP_ZERO | __GFP_NOWARN)?;
-                    maps.push(PageMap::new(dev, page)?, GFP_KERNEL)?;
-                }
+                let p = Pages::alloc(n)?;
+                stream = Some(StreamMap::new(dev, p.clone())?);
+                pages = Some(p);
             }
         }
         Arc::pin_init(
             try_pin_init!(Self {
                 size,
                 kind,
+                pages,
                 inner <- new_mutex!(
                     Inner {
                         coherent: mem,
-                        maps,
+                        stream,
                         mapping: None,
                         mms: KVec::new(),
                         revoked: false,
@@ -178,22 +187,22 @@ impl Buffer {
             return Err(ENODEV);
         }
         let push = |p: Piece| out.push(p, GFP_KERNEL).map_err(Error::from);
-        match &inner.coherent {
-            Some(c) => {
+        match (&inner.coherent, &inner.stream) {
+            (Some(c), _) => {
                 let backing = Backing::<fn(usize) -> Option<u64>>::Contiguous {
                     bus: c.dma_handle(),
                     len: c.size(),
                 };
                 split::buffer_pieces(&backing, offset, len, push)
             }
-            None => {
-                let maps = &inner.maps;
+            (None, Some(stream)) => {
                 let backing = Backing::Pages {
                     page_size: PAGE_SIZE,
-                    bus_of: |i: usize| maps.get(i).map(PageMap::addr),
+                    bus_of: |i: usize| stream.addr(i),
                 };
                 split::buffer_pieces(&backing, offset, len, push)
             }
+            (None, None) => Err(ENODEV),
         }
     }
 
@@ -203,17 +212,17 @@ impl Buffer {
         if inner.revoked {
             return Err(ENODEV);
         }
-        if self.kind == Kind::Coherent {
+        let Some(stream) = &inner.stream else {
             return Ok(());
-        }
+        };
         split::for_each_page_span(offset, len, PAGE_SIZE, |i, in_page, n| {
-            inner.maps.get(i).ok_or(EINVAL)?.sync(in_page, n, to);
-            Ok(())
+            stream.sync(i, in_page, n, to)
         })
     }
 
     /// Maps pages `first..` of the buffer into `vma` (already validated: shared, in bounds);
-    /// `base` is the file offset of the buffer's first byte.
+    /// `base` is the file offset of the buffer's first byte. Coherent memory is mapped now;
+    /// streaming pages are faulted in by file offset, on each access that finds no entry.
     pub(crate) fn mmap(
         &self,
         dev: &device::Device<Bound>,
@@ -246,14 +255,28 @@ impl Buffer {
                 unsafe { dma::mmap_coherent(dev, vma, c, first) }
             }
             None => {
-                let mixed = vma.set_mixedmap();
-                let n = (vma.end() - vma.start()) / PAGE_SIZE;
-                for (i, m) in inner.maps.iter().skip(first).take(n).enumerate() {
-                    mixed.vm_insert_page(vma.start() + i * PAGE_SIZE, m.page())?;
-                }
+                let pages = self.pages.as_ref().ok_or(ENODEV)?;
+                // Fault only, no prefault: every page table entry is made by the fault handler,
+                // on first access and again after a zap (`MADV_DONTNEED`), so the one path that
+                // must work after a zap is the one every access takes (and every test of a
+                // streaming mapping exercises it). A first touch costs one minor fault per page,
+                // nothing next to a 100 ms device command; GUP faults pages in itself (the slow
+                // path after GUP-fast finds no entry), long-term write pins included: the VMA
+                // has no `page_mkwrite`, so it needs no dirty tracking. The last step: nothing
+                // may fail after it (see `map_on_fault`).
+                vm::map_on_fault(vma, pages.clone());
                 Ok(())
             }
         }
+    }
+}
+
+/// A streaming buffer's user mappings fault its pages in by file page offset: below the handle
+/// bits, the offset is the page in the buffer (the encoding `split::mmap_request` decodes).
+impl FaultPages for Pages {
+    fn page(&self, pgoff: usize) -> Option<&Page> {
+        let (_, i) = split::mmap_request(pgoff, 1, PAGE_SHIFT as u32, |_| Some(self.len()))?;
+        self.get(i)
     }
 }
 
@@ -267,7 +290,7 @@ impl Revoke for Buffer {
             inner.revoked = true;
             // Streaming pages stay for user mappings (which hold their own references); the
             // device mappings go now.
-            inner.maps.clear();
+            inner.stream = None;
             (
                 inner.coherent.take(),
                 core::mem::take(&mut inner.mms),

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The DMA API beyond `kernel::dma::Coherent`: single pages mapped for streaming DMA with
-//! explicit ownership syncs, scatter-gather tables over pinned user pages, and mmap of coherent
+//! The DMA API beyond `kernel::dma::Coherent`: page lists mapped for streaming DMA page by page
+//! with explicit ownership syncs (the pages refcounted apart from their device mappings, which
+//! may end first), scatter-gather tables over pinned user pages, and mmap of coherent
 //! memory.
 //!
 //! 7.2 gap: the `kernel` crate has no streaming single-page mapping (`dma_map_page_attrs` plus
@@ -29,7 +30,10 @@ use kernel::{
     },
     prelude::*,
     scatterlist::SGTable,
-    sync::aref::ARef,
+    sync::{
+        aref::ARef,
+        Arc, //
+    },
     types::Opaque,
 };
 
@@ -67,80 +71,133 @@ pub(crate) enum Owner {
     Device,
 }
 
-/// One page, mapped for the device with the streaming DMA API (bidirectional).
+/// Ordinary zeroed pages, owned together: the memory of a streaming buffer, shared (`Arc`) by
+/// the buffer, its device mappings ([`StreamMap`]) and its user mappings, so that each of them
+/// keeps the pages for as long as it needs them.
+pub(crate) struct Pages(KVec<Page>);
+
+impl Pages {
+    /// Allocates `n` zeroed pages.
+    pub(crate) fn alloc(n: usize) -> Result<Arc<Self>> {
+        let mut pages = KVec::with_capacity(n, GFP_KERNEL)?;
+        for _ in 0..n {
+            pages.push(
+                Page::alloc_page(GFP_KERNEL | __GFP_ZERO | __GFP_NOWARN)?,
+                GFP_KERNEL,
+            )?;
+        }
+        Ok(Arc::new(Self(pages), GFP_KERNEL)?)
+    }
+
+    /// Page `i`.
+    pub(crate) fn get(&self, i: usize) -> Option<&Page> {
+        self.0.get(i)
+    }
+
+    /// The number of pages.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// Every page of a [`Pages`], each mapped for the device on its own with the streaming DMA API
+/// (bidirectional).
 ///
 /// # Invariants
 ///
-/// `addr` is a live mapping of `page` for `dev`, unmapped in `Drop` before `page` is released
-/// (the `Drop` body runs before the fields drop).
-pub(crate) struct PageMap {
+/// `addrs[i]` is a live mapping of page `i` of `pages` for `dev`, one page long, for every `i`
+/// below `addrs.len()`. `Drop` unmaps them all; only then do the fields drop and the `pages`
+/// reference go: unmap comes before the pages can be freed.
+pub(crate) struct StreamMap {
     dev: ARef<device::Device>,
-    addr: DmaAddress,
-    page: Page,
+    addrs: KVec<DmaAddress>,
+    pages: Arc<Pages>,
 }
 
-impl PageMap {
-    /// Maps `page` for `dev`; the mapping owns the page.
-    pub(crate) fn new(dev: &device::Device<Bound>, page: Page) -> Result<Self> {
+impl StreamMap {
+    /// Maps every page of `pages` for `dev`; the mappings hold a reference to the pages.
+    pub(crate) fn new(dev: &device::Device<Bound>, pages: Arc<Pages>) -> Result<Self> {
         let raw = raw_dev(dev);
         let dir = DataDirection::Bidirectional.into();
-        // SAFETY: `dev` is bound; `page` is a valid page, owned by the returned value, which
-        // unmaps it before releasing it.
-        let addr =
-            unsafe { bindings::dma_map_page_attrs(raw, page.as_ptr(), 0, PAGE_SIZE, dir, 0) };
-        // SAFETY: `addr` was just returned by `dma_map_page_attrs` for `raw`.
-        if unsafe { edu_dma_mapping_error(raw, addr) } != 0 {
-            return Err(ENOMEM);
-        }
-        // INVARIANT: `addr` is a live mapping of `page` for `dev`.
-        Ok(Self {
+        // INVARIANT: no mapping yet; each is pushed once made, and an early return unmaps those
+        // made so far (`Drop`).
+        let mut map = Self {
             dev: dev.into(),
-            addr,
-            page,
-        })
+            addrs: KVec::with_capacity(pages.len(), GFP_KERNEL)?,
+            pages,
+        };
+        for page in map.pages.0.iter() {
+            // SAFETY: `dev` is bound; `page` is a valid order-0 page, which `map` keeps (through
+            // its `pages` reference) until it has unmapped it.
+            let addr =
+                unsafe { bindings::dma_map_page_attrs(raw, page.as_ptr(), 0, PAGE_SIZE, dir, 0) };
+            // SAFETY: `addr` was just returned by `dma_map_page_attrs` for `raw`.
+            if unsafe { edu_dma_mapping_error(raw, addr) } != 0 {
+                return Err(ENOMEM);
+            }
+            // Cannot fail: the capacity is the number of pages.
+            if map.addrs.push_within_capacity(addr).is_err() {
+                // SAFETY: `addr` is the live mapping made above for `raw`, one page long, in this
+                // direction; it is unmapped once, here, since it is not in `addrs`.
+                unsafe { unmap_page(raw, addr) };
+                return Err(ENOMEM);
+            }
+        }
+        Ok(map)
     }
 
-    /// The bus address of the page.
-    pub(crate) fn addr(&self) -> DmaAddress {
-        self.addr
+    /// The bus address of page `i`.
+    pub(crate) fn addr(&self, i: usize) -> Option<DmaAddress> {
+        self.addrs.get(i).copied()
     }
 
-    /// The page.
-    pub(crate) fn page(&self) -> &Page {
-        &self.page
-    }
-
-    /// Hands `[offset, offset + len)` of the page to `to`; the range is clamped to the page.
-    pub(crate) fn sync(&self, offset: usize, len: usize, to: Owner) {
+    /// Hands `[offset, offset + len)` of page `i` to `to`; the range is clamped to the page.
+    /// `EINVAL` if there is no page `i`.
+    pub(crate) fn sync(&self, i: usize, offset: usize, len: usize, to: Owner) -> Result {
+        let &addr = self.addrs.get(i).ok_or(EINVAL)?;
         let offset = offset.min(PAGE_SIZE);
         let len = len.min(PAGE_SIZE - offset);
         let raw = raw_dev(&self.dev);
         let dir = DataDirection::Bidirectional.into();
-        let addr = self.addr + offset as u64;
+        let addr = addr + offset as u64;
         match to {
-            // SAFETY: `[addr, addr + len)` lies in this live mapping (clamped above), made for
-            // `raw` in the direction passed.
+            // SAFETY: `[addr, addr + len)` lies in a live mapping of this value (clamped above),
+            // made for `raw` in the direction passed.
             Owner::Cpu => unsafe { edu_dma_sync_single_for_cpu(raw, addr, len, dir) },
-            // SAFETY: `[addr, addr + len)` lies in this live mapping (clamped above), made for
-            // `raw` in the direction passed.
+            // SAFETY: `[addr, addr + len)` lies in a live mapping of this value (clamped above),
+            // made for `raw` in the direction passed.
             Owner::Device => unsafe { edu_dma_sync_single_for_device(raw, addr, len, dir) },
+        }
+        Ok(())
+    }
+}
+
+impl Drop for StreamMap {
+    fn drop(&mut self) {
+        let raw = raw_dev(&self.dev);
+        for &addr in self.addrs.iter() {
+            // SAFETY: by the type invariant `addr` is a live one-page bidirectional mapping made
+            // for `raw`; each is unmapped exactly once, here, before `pages` is released.
+            unsafe { unmap_page(raw, addr) };
         }
     }
 }
 
-impl Drop for PageMap {
-    fn drop(&mut self) {
-        let dir = DataDirection::Bidirectional.into();
-        // No sync on unmap: ownership moves only through explicit syncs, and after the last
-        // `Owner::Cpu` sync the CPU's view is the buffer's content (a bounce buffer copied back
-        // now would overwrite what the CPU wrote since).
-        let attrs = bindings::DMA_ATTR_SKIP_CPU_SYNC as c_ulong;
-        // SAFETY: by the type invariant the mapping is live, made for `dev` with this size and
-        // direction; it is unmapped exactly once, before `page` is released.
-        unsafe {
-            bindings::dma_unmap_page_attrs(raw_dev(&self.dev), self.addr, PAGE_SIZE, dir, attrs)
-        };
-    }
+/// Unmaps one page mapped by [`StreamMap::new`].
+///
+/// No sync on unmap: ownership moves only through explicit syncs, and after the last
+/// `Owner::Cpu` sync the CPU's view is the buffer's content (a bounce buffer copied back now
+/// would overwrite what the CPU wrote since).
+///
+/// # Safety
+///
+/// `addr` is a live one-page bidirectional mapping made for `dev`, not used after this call.
+unsafe fn unmap_page(dev: *mut bindings::device, addr: DmaAddress) {
+    let dir = DataDirection::Bidirectional.into();
+    let attrs = bindings::DMA_ATTR_SKIP_CPU_SYNC as c_ulong;
+    // SAFETY: `addr` is a live mapping for `dev` of this size and direction, unmapped once (this
+    // function's requirement).
+    unsafe { bindings::dma_unmap_page_attrs(dev, addr, PAGE_SIZE, dir, attrs) };
 }
 
 /// Maps `buf` into `vma` from page `first_page` of the buffer (`dma_mmap_coherent`).

@@ -7,7 +7,10 @@
 //! siblings here), knows no driver type, and could move into `kernel::` as it is. Each file's
 //! header names the gap it fills and where it would live upstream. Only these files call
 //! `kernel::bindings` or the C shim (`shim.c`, for functions that are static inline in C and
-//! have no `rust/helpers` wrapper).
+//! have no `rust/helpers` wrapper). They are also the only ones that hand the kernel callbacks
+//! with raw arguments: `misc` (`file_operations`, through `kernel::miscdevice`'s vtable) and
+//! `vm` (the `vm_operations_struct` of fault-mapped VMAs: `fault`, `open`, `close`, with an `Arc`
+//! reference in `vm_private_data`).
 //!
 //! The rest of the driver is safe Rust except where a `kernel` or `raw` API is `unsafe` by
 //! contract, each with its proof: `device.rs` (`as_bound` under the lifetime protocol),

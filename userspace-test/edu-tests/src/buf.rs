@@ -1,10 +1,13 @@
 //! Group `buf`: driver-owned buffers (both kinds): alloc, mmap, XFER round trips, errnos,
-//! mapping lifetime, GUP on the mappings, the allocation cap.
+//! mapping lifetime, GUP on the mappings, the allocation cap; zapped mappings (`MADV_DONTNEED`)
+//! in `buf/zap.rs`.
 
 use edu_dma::uapi::*;
 use edu_dma::{BufKind, Dir, SyncDir};
 
 use crate::harness::*;
+
+mod zap;
 
 const KINDS: [BufKind; 2] = [BufKind::Coherent, BufKind::Streaming];
 
@@ -50,6 +53,7 @@ pub fn tests() -> Vec<Test> {
         }));
         v.push(test(format!("{k}.alloc_cap"), move || alloc_cap(kind)));
     }
+    v.extend(zap::tests());
     v
 }
 

@@ -161,6 +161,18 @@ pub fn inflight(how: How) -> TestResult {
     all_enodev(&dev, coh.handle(), st.handle())?;
     // The streaming buffer's pages belong to the mapping: intact, in this process.
     check_pattern(&sm, 2101, "streaming mapping after the device left")?;
+    // ... refcounted apart from the device mappings: a zap faults them back in.
+    match madvise_dontneed(sm.as_ptr() as usize, sm.len()) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => diag("no madvise: zap not tried"),
+        r => {
+            r.ctx(format!("madvise(MADV_DONTNEED) after the {how:?}"))?;
+            check_pattern(
+                &sm,
+                2101,
+                "streaming mapping after the device left and a zap",
+            )?;
+        }
+    }
     // Documented (docs/reliability.md): the device's DMA memory is freed when it goes away, and
     // a coherent mapping is zapped first, so touching it raises SIGBUS (in a child, so that only
     // the child dies). Anything else (the old memory still readable, SIGSEGV) fails.

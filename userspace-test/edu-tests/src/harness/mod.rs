@@ -281,6 +281,19 @@ pub fn in_child(child: impl FnOnce() -> i32) -> Result<ChildStatus, String> {
     }
 }
 
+/// `madvise(MADV_DONTNEED)` of `len` bytes at `addr`, a range of the caller's own mappings
+/// (async-signal-safe: usable in a forked child).
+pub fn madvise_dontneed(addr: usize, len: usize) -> io::Result<()> {
+    // SAFETY: MADV_DONTNEED on the caller's own mappings only drops page table entries; no Rust
+    // reference relies on them (the next access faults or gets a signal).
+    let r = unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_DONTNEED) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// How a forked child ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ChildStatus {
