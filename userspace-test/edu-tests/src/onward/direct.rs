@@ -5,7 +5,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use edu_dma::BufKind;
+use edu_dma::{BufKind, Dir};
 
 use super::*;
 
@@ -150,13 +150,15 @@ pub fn unaligned() -> TestResult {
     Ok(())
 }
 
-/// `O_DIRECT` on a coherent mapping: GUP refuses `VM_IO | VM_PFNMAP`, so the write and the read
-/// fail with `EFAULT` and move nothing. A buffered write from the same mapping (a CPU copy,
-/// `copy_from_user`) works: the way out for coherent memory. It goes first, so that the refused
-/// read is inside the file and what the disk holds afterwards is known.
+/// `O_DIRECT` on a coherent mapping. A buffered write from it (a CPU copy, `copy_from_user`)
+/// always works and goes first, so that the read below is inside the file and the disk's
+/// content is known. Then, by [`Backing`]: PFN-mapped, the `O_DIRECT` write and read fail with
+/// `EFAULT` and move nothing; page-backed (IOMMU), both work: the write puts the coherent bytes on
+/// the disk, the read fills the coherent buffer, which the device then reads back.
 fn coherent(path: &Path, off: u64, seed: u64, what: &str) -> TestResult {
     let dev = open(0)?;
     let mut coh = device_filled(&dev, BufKind::Coherent, LEN, seed)?;
+    let backing = coherent_backing(&coh.map)?;
     let b = std::fs::OpenOptions::new()
         .write(true)
         .open(path)
@@ -167,28 +169,77 @@ fn coherent(path: &Path, off: u64, seed: u64, what: &str) -> TestResult {
     ensure_eq(n, LEN, &format!("{what}: bytes written"))?;
     b.sync_data().ctx(format!("{what}: fdatasync"))?;
     let f = open_direct(path, false)?;
-    expect_errno(
-        f.write_at(&coh.map[..LEN], off),
-        libc::EFAULT,
-        &format!("{what}: O_DIRECT write from a coherent mapping"),
-    )?;
-    expect_errno(
-        f.read_at(&mut coh.map[..LEN], off),
-        libc::EFAULT,
-        &format!("{what}: O_DIRECT read into a coherent mapping"),
-    )?;
-    check_pattern(
-        &coh.map[..LEN],
-        seed,
-        &format!("{what}: the coherent mapping after the refused read"),
-    )?;
     let want = pattern(LEN, seed);
+    match backing {
+        Backing::Pfn => {
+            expect_errno(
+                f.write_at(&coh.map[..LEN], off),
+                libc::EFAULT,
+                &format!("{what}: O_DIRECT write from a PFN-mapped coherent buffer"),
+            )?;
+            expect_errno(
+                f.read_at(&mut coh.map[..LEN], off),
+                libc::EFAULT,
+                &format!("{what}: O_DIRECT read into a PFN-mapped coherent buffer"),
+            )?;
+            check_pattern(
+                &coh.map[..LEN],
+                seed,
+                &format!("{what}: the coherent mapping after the refused read"),
+            )?;
+        }
+        Backing::Pages => {
+            let n = f.write_at(&coh.map[..LEN], off + LEN as u64).ctx(format!(
+                "{what}: O_DIRECT write from a page-backed coherent buffer"
+            ))?;
+            ensure_eq(n, LEN, &format!("{what}: bytes written"))?;
+            for (d, w) in coh.map.iter_mut().zip(&want) {
+                *d = !w;
+            }
+            let n = f.read_at(&mut coh.map[..LEN], off).ctx(format!(
+                "{what}: O_DIRECT read into a page-backed coherent buffer"
+            ))?;
+            ensure_eq(n, LEN, &format!("{what}: bytes read"))?;
+            check_pattern(
+                &coh.map[..LEN],
+                seed,
+                &format!("{what}: O_DIRECT read into the coherent buffer"),
+            )?;
+            // The device reads what the disk DMA wrote (coherent: no sync).
+            let mut back = vec![0u8; WIN];
+            for (p, chunk) in want.chunks(WIN).enumerate() {
+                let inv: Vec<u8> = chunk.iter().map(|b| !b).collect();
+                dev.write_window_from(&inv, 0).ctx("window := inverse")?;
+                coh.buf
+                    .xfer((p * WIN) as u64, 0, WIN as u32, Dir::ToDevice, 0)
+                    .ctx("XFER coherent -> window")?;
+                dev.read_window_into(&mut back, 0).ctx("read the window")?;
+                check_same(
+                    &back,
+                    chunk,
+                    &format!("{what}: page {p} of the coherent buffer, by the device"),
+                )?;
+            }
+            let mut dst = client_target(&dev, &want)?;
+            let n = f
+                .read_at(&mut dst.map[..LEN], off + LEN as u64)
+                .ctx(format!("{what}: O_DIRECT read back"))?;
+            ensure_eq(n, LEN, &format!("{what}: bytes read"))?;
+            verify_via_device(
+                &dst,
+                &want,
+                &format!("{what}: O_DIRECT write from the coherent buffer"),
+            )?;
+        }
+    }
     let mut dst = client_target(&dev, &want)?;
     let n = f
         .read_at(&mut dst.map[..LEN], off)
         .ctx(format!("{what}: O_DIRECT read back"))?;
     ensure_eq(n, LEN, &format!("{what}: bytes read"))?;
-    verify_via_device(&dst, &want, &format!("{what}: the buffered write's data"))
+    verify_via_device(&dst, &want, &format!("{what}: the buffered write's data"))?;
+    diag(format!("{what}: coherent mapping {backing:?}-backed"));
+    Ok(())
 }
 
 pub fn coherent_file() -> TestResult {

@@ -230,6 +230,69 @@ pub fn verify_via_device(m: &Mapped<'_>, expected: &[u8], what: &str) -> TestRes
     Ok(())
 }
 
+/// How the kernel mapped a coherent buffer into this process, which decides what the clients
+/// can do with it (measured in the boots of `make check`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Backing {
+    /// `VM_IO | VM_PFNMAP` (dma-direct: `remap_pfn_range`, special PTEs): GUP-fast refuses the
+    /// PTEs and slow GUP the VMA, so every client gets `EFAULT`.
+    Pfn,
+    /// `VM_IO | VM_MIXEDMAP` over ordinary pages (the IOMMU backend: `vm_map_pages`): GUP-fast
+    /// takes the pages without looking at the VMA, so `O_DIRECT`, `MSG_ZEROCOPY`, `vmsplice` and
+    /// the node's read/write work; long-term pins (`IORING_REGISTER_BUFFERS`) and slow GUP
+    /// (`process_vm_readv`, `USER_XFER`) still check the VMA: `EFAULT`.
+    Pages,
+}
+
+/// The [`Backing`] of the coherent mapping `m` of edu-dma0, from its VMA's `VmFlags` in
+/// /proc/self/smaps (`pf` or `mm`), checked against the DMA backend of the boot: pages exactly
+/// when edu-dma0 sits behind an IOMMU.
+pub fn coherent_backing(m: &Mapping) -> Result<Backing, String> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").ctx("read /proc/self/smaps")?;
+    let start = m.as_ptr() as u64;
+    let mut inside = false;
+    let mut flags = None;
+    for line in smaps.lines() {
+        if let Some((range, _)) = line.split_once(' ') {
+            if let Some((a, _)) = range.split_once('-') {
+                if let Ok(a) = u64::from_str_radix(a, 16) {
+                    inside = a == start;
+                    continue;
+                }
+            }
+        }
+        if inside {
+            if let Some(f) = line.strip_prefix("VmFlags:") {
+                flags = Some(f.split_whitespace().map(str::to_string).collect::<Vec<_>>());
+                break;
+            }
+        }
+    }
+    let flags = flags.ok_or_else(|| format!("no VmFlags for the mapping at {start:#x}"))?;
+    let has = |f: &str| flags.iter().any(|x| x == f);
+    ensure(has("io"), || {
+        format!("coherent mapping without VM_IO: {flags:?}")
+    })?;
+    let backing = match (has("pf"), has("mm")) {
+        (true, false) => Backing::Pfn,
+        (false, true) => Backing::Pages,
+        _ => {
+            return Err(format!(
+                "coherent mapping VmFlags {flags:?}: neither pf nor mm"
+            ))
+        }
+    };
+    let addr = open(0)?.info().ctx("info")?.pci_address();
+    let iommu = Path::new(&format!("/sys/bus/pci/devices/{addr}/iommu_group")).exists();
+    ensure(iommu == (backing == Backing::Pages), || {
+        format!(
+            "coherent mapping is {backing:?} with{} an IOMMU",
+            if iommu { "" } else { "out" }
+        )
+    })?;
+    Ok(backing)
+}
+
 /// A syscall's `ssize_t` result as `io::Result`.
 pub fn cvt(r: isize) -> io::Result<usize> {
     if r < 0 {

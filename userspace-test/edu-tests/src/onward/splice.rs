@@ -17,6 +17,27 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// Moves LEN bytes from the pipe `r` to `f`, from offset 0, with `splice`.
+fn splice_all(r: &OwnedFd, f: &std::fs::File) -> TestResult {
+    let mut off: libc::loff_t = 0;
+    while (off as usize) < LEN {
+        // SAFETY: `off` is a valid loff_t the kernel updates; both descriptors are open.
+        let n = cvt(unsafe {
+            libc::splice(
+                r.as_raw_fd(),
+                std::ptr::null_mut(),
+                f.as_raw_fd(),
+                &mut off,
+                LEN - off as usize,
+                0,
+            )
+        })
+        .ctx("splice pipe -> O_DIRECT file")?;
+        ensure(n > 0, || format!("splice returned 0 at {off}"))?;
+    }
+    Ok(())
+}
+
 /// `vmsplice` of the first `len` bytes of `m` into the pipe (no `SPLICE_F_GIFT`).
 fn vmsplice(w: &OwnedFd, m: &Mapped<'_>, len: usize) -> std::io::Result<usize> {
     let iov = m.iovec(len);
@@ -50,22 +71,7 @@ pub fn streaming() -> TestResult {
     let mut want = pattern(LEN, 3300);
     want[WIN..2 * WIN].copy_from_slice(&page1);
     let (f, path) = ext4_file("vmsplice")?;
-    let mut off: libc::loff_t = 0;
-    while (off as usize) < LEN {
-        // SAFETY: `off` is a valid loff_t the kernel updates; both descriptors are open.
-        let n = cvt(unsafe {
-            libc::splice(
-                r.as_raw_fd(),
-                std::ptr::null_mut(),
-                f.as_raw_fd(),
-                &mut off,
-                LEN - off as usize,
-                0,
-            )
-        })
-        .ctx("splice pipe -> O_DIRECT file")?;
-        ensure(n > 0, || format!("splice returned 0 at {off}"))?;
-    }
+    splice_all(&r, &f)?;
     let mut dst = client_target(&dev, &want)?;
     let n = f
         .read_at(&mut dst.map[..LEN], 0)
@@ -76,20 +82,46 @@ pub fn streaming() -> TestResult {
     Ok(())
 }
 
-/// `vmsplice` of a coherent mapping: GUP refuses `VM_IO | VM_PFNMAP`, `EFAULT`, and the pipe
-/// stays empty (`FIONREAD` 0).
+/// `vmsplice` of a coherent mapping. PFN-mapped: GUP refuses it, `EFAULT`, the pipe stays empty
+/// (`FIONREAD` 0). Page-backed (IOMMU): the pipe takes the pages, and `splice` to an `O_DIRECT`
+/// file writes the coherent bytes.
 pub fn coherent() -> TestResult {
     let dev = open(0)?;
     let coh = device_filled(&dev, BufKind::Coherent, LEN, 3310)?;
     let (r, w) = pipe()?;
-    expect_errno(
-        vmsplice(&w, &coh, LEN),
-        libc::EFAULT,
-        "vmsplice of a coherent mapping",
-    )?;
-    let mut queued: libc::c_int = -1;
-    // SAFETY: FIONREAD writes one int.
-    cvt(unsafe { libc::ioctl(r.as_raw_fd(), libc::FIONREAD, &mut queued) } as isize)
-        .ctx("FIONREAD")?;
-    ensure_eq(queued, 0, "bytes in the pipe after the refused vmsplice")
+    match coherent_backing(&coh.map)? {
+        Backing::Pfn => {
+            expect_errno(
+                vmsplice(&w, &coh, LEN),
+                libc::EFAULT,
+                "vmsplice of a PFN-mapped coherent buffer",
+            )?;
+            let mut queued: libc::c_int = -1;
+            // SAFETY: FIONREAD writes one int.
+            cvt(unsafe { libc::ioctl(r.as_raw_fd(), libc::FIONREAD, &mut queued) } as isize)
+                .ctx("FIONREAD")?;
+            ensure_eq(queued, 0, "bytes in the pipe after the refused vmsplice")
+        }
+        Backing::Pages => {
+            let n = vmsplice(&w, &coh, LEN).ctx("vmsplice of a page-backed coherent buffer")?;
+            ensure_eq(n, LEN, "bytes vmspliced")?;
+            let (f, path) = ext4_file("vmsplice-coherent")?;
+            splice_all(&r, &f)?;
+            let want = pattern(LEN, 3310);
+            let mut dst = client_target(&dev, &want)?;
+            ensure_eq(
+                f.read_at(&mut dst.map[..LEN], 0)
+                    .ctx("O_DIRECT read back")?,
+                LEN,
+                "read",
+            )?;
+            verify_via_device(
+                &dst,
+                &want,
+                "coherent buffer vmspliced, spliced to the file",
+            )?;
+            let _ = std::fs::remove_file(path);
+            Ok(())
+        }
+    }
 }

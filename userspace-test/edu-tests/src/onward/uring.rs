@@ -380,13 +380,16 @@ pub fn free_order(order: Order) -> TestResult {
     )
 }
 
-/// A coherent mapping and io_uring: registering it fails (`EFAULT`, nothing pinned); `WRITE`
-/// from it to the node (the driver pins the source) and to an `O_DIRECT` file fail with
-/// `EFAULT`; the ring still works with a streaming buffer afterwards.
+/// A coherent mapping and io_uring: registering it fails with `EFAULT` on every backend (a
+/// long-term pin checks the VMA), nothing pinned. `WRITE` from it to the node (the driver pins
+/// the source with `iov_iter_extract_pages`) and to an `O_DIRECT` file: PFN-mapped `EFAULT`;
+/// page-backed (IOMMU) they work and are verified. The ring still works with a streaming buffer
+/// afterwards.
 pub fn coherent() -> TestResult {
     let before = vm_pin_kib()?;
     let dev = open(0)?;
     let coh = device_filled(&dev, BufKind::Coherent, LEN, 3430)?;
+    let backing = coherent_backing(&coh.map)?;
     let mut ring = ring()?;
     // SAFETY: `coh` is mapped (and the registration is refused).
     expect_errno(
@@ -395,25 +398,63 @@ pub fn coherent() -> TestResult {
         "IORING_REGISTER_BUFFERS of a coherent mapping",
     )?;
     expect_vm_pin(before, "after the refused registration")?;
+    let (f, path) = ext4_file("uring-coherent")?;
+    let want = pattern(LEN, 3430);
+    let inv: Vec<u8> = want[..WIN].iter().map(|b| !b).collect();
+    dev.write_window_from(&inv, 0).ctx("window := inverse")?;
     let w = opcode::Write::new(types::Fd(dev.fd()), coh.map.as_ptr(), WIN as u32)
         .offset(0)
         .build();
     // SAFETY: `coh` is mapped for the whole call.
-    expect_errno(
-        unsafe { run(&mut ring, w) },
-        libc::EFAULT,
-        "IORING_OP_WRITE from a coherent mapping to the node",
-    )?;
-    let (f, path) = ext4_file("uring-coherent")?;
+    let to_node = unsafe { run(&mut ring, w) };
     let w = opcode::Write::new(types::Fd(f.as_raw_fd()), coh.map.as_ptr(), LEN as u32)
         .offset(0)
         .build();
     // SAFETY: as above.
-    expect_errno(
-        unsafe { run(&mut ring, w) },
-        libc::EFAULT,
-        "IORING_OP_WRITE from a coherent mapping to an O_DIRECT file",
-    )?;
+    let to_file = unsafe { run(&mut ring, w) };
+    match backing {
+        Backing::Pfn => {
+            expect_errno(
+                to_node,
+                libc::EFAULT,
+                "IORING_OP_WRITE from a PFN-mapped coherent buffer to the node",
+            )?;
+            expect_errno(
+                to_file,
+                libc::EFAULT,
+                "IORING_OP_WRITE from a PFN-mapped coherent buffer to an O_DIRECT file",
+            )?;
+        }
+        Backing::Pages => {
+            ensure_eq(
+                to_node.ctx("IORING_OP_WRITE from a page-backed coherent buffer to the node")?,
+                WIN,
+                "bytes written",
+            )?;
+            let mut back = vec![0u8; WIN];
+            dev.read_window_into(&mut back, 0).ctx("read the window")?;
+            check_same(
+                &back,
+                &want[..WIN],
+                "the window after IORING_OP_WRITE from the coherent buffer",
+            )?;
+            ensure_eq(
+                to_file.ctx(
+                    "IORING_OP_WRITE from a page-backed coherent buffer to an O_DIRECT file",
+                )?,
+                LEN,
+                "bytes written",
+            )?;
+            let mut dst = client_target(&dev, &want)?;
+            ensure_eq(
+                f.read_at(&mut dst.map[..LEN], 0)
+                    .ctx("O_DIRECT read back")?,
+                LEN,
+                "read",
+            )?;
+            verify_via_device(&dst, &want, "the file written from the coherent buffer")?;
+        }
+    }
     let st = device_filled(&dev, BufKind::Streaming, LEN, 3431)?;
     // SAFETY: `st` lives until after the unregister below.
     unsafe { register(&ring, &[st.iovec(LEN)]) }
