@@ -34,3 +34,10 @@ bound_to_both() {
     n=$(find /sys/bus/pci/drivers/edu_dma/ -maxdepth 1 -name '0000:*' 2>/dev/null | wc -l)
     if [ "$n" = 2 ]; then echo "ok bound-to-both-devices"; else echo "not ok bound-to-both-devices - $n bound"; fi
 }
+
+# disk_mount: mounts the ext4 disk of `scripts/vm --disk` (/dev/vda) at /mnt and checks that the
+# raw scratch disk is /dev/vdb, as one test line (edu-tests' `onward` group writes to both).
+disk_mount() {
+    mkdir -p /mnt
+    t disk-mounted 'mount -t ext4 /dev/vda /mnt && [ "$(cat /sys/block/vdb/serial)" = edu-scratch ]'
+}

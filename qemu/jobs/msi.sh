@@ -1,7 +1,11 @@
-# make check, MSI boot: the whole suite (exhaustive sizes) with MSI, real clients (dd, cat, head)
-# on the node, unbind with files open, rmmod.
+# make check, MSI boot: the whole suite (exhaustive sizes) with MSI, onward zero-copy I/O from the
+# mappings (O_DIRECT to ext4 and a raw disk, MSG_ZEROCOPY, vmsplice, io_uring), real clients (dd,
+# cat, head) on the node, unbind with files open, rmmod.
+# vm: --disk
 bound_to_both
 EDU_TEST_EXHAUSTIVE=1 EDU_TEST_EXPECT_IRQ=msi edu-tests --group all
+disk_mount
+edu-tests --group onward
 head -c 4096 /dev/urandom > /tmp/pat
 t dd-write-read 'dd if=/tmp/pat of=/dev/edu-dma0 bs=4096 count=1 2>/dev/null && dd if=/dev/edu-dma0 of=/tmp/back 2>/dev/null && cmp /tmp/pat /tmp/back'
 t cat-reads-window 'cat /dev/edu-dma0 | cmp - /tmp/pat'

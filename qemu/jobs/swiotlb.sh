@@ -1,4 +1,8 @@
 # make check, swiotlb=force boot: every streaming mapping bounces (every count 1..=4096 for
 # streaming buffers only: coherent memory never bounces, the main boot covers it).
+# Onward zero-copy I/O too: every streaming page a client reads or writes has a bounce buffer.
 # vm: --append swiotlb=force
+# vm: --disk
 EDU_TEST_EXHAUSTIVE=streaming edu-tests --group buf --group user
+disk_mount
+edu-tests --group onward

@@ -5,16 +5,18 @@
 //! Exit status 0 iff no test failed.
 //!
 //! Usage: `edu-tests [--filter SUBSTR] [--list] [--group NAME|all]...` with the groups core, buf,
-//! timeouts, user, unbind, stress, unplug, failnth. `all`, the default, is every group but the
-//! opt-in ones (`unbind`, `stress`, `unplug`, `failnth`), which must be asked for by name.
-//! `unplug` needs a host that hot-unplugs edu-dma1 when the guest prints `EDU-UNPLUG-NOW 1`
-//! (`scripts/vm --hotplug`); `failnth` a kernel with fault injection (the debug kernel).
+//! timeouts, user, unbind, stress, unplug, failnth, onward. `all`, the default, is every group but
+//! the opt-in ones (`unbind`, `stress`, `unplug`, `failnth`, `onward`), which must be asked for by
+//! name. `unplug` needs a host that hot-unplugs edu-dma1 when the guest prints `EDU-UNPLUG-NOW 1`
+//! (`scripts/vm --hotplug`); `failnth` a kernel with fault injection (the debug kernel); `onward`
+//! the two disks of `scripts/vm --disk`, the ext4 one mounted at /mnt (the job's `disk_mount`).
 
 // One module (file or folder) per group; what several groups share is in `harness`.
 mod buf;
 mod core;
 mod failnth;
 mod harness;
+mod onward;
 mod stress;
 mod timeouts;
 mod unbind;
@@ -43,11 +45,12 @@ const GROUPS: &[Group] = &[
     ("stress", stress::tests),
     ("unplug", unplug::tests),
     ("failnth", failnth::tests),
+    ("onward", onward::tests),
 ];
 
-/// Groups that run only when named: they unbind devices, need a host-side hot unplug, or run for
-/// minutes.
-const OPT_IN: &[&str] = &["unbind", "stress", "unplug", "failnth"];
+/// Groups that run only when named: they unbind devices, need a host-side hot unplug or the
+/// disks of `scripts/vm --disk`, or run for minutes.
+const OPT_IN: &[&str] = &["unbind", "stress", "unplug", "failnth", "onward"];
 
 struct Args {
     filter: Option<String>,
@@ -57,8 +60,9 @@ struct Args {
 
 fn usage() -> String {
     "usage: edu-tests [--filter SUBSTR] [--list] \
-     [--group core|buf|timeouts|user|unbind|stress|unplug|failnth|all]...\n\
-     --group may be repeated; default all (every group but unbind, stress, unplug and failnth)"
+     [--group core|buf|timeouts|user|unbind|stress|unplug|failnth|onward|all]...\n\
+     --group may be repeated; default all (every group but unbind, stress, unplug, failnth and \
+     onward)"
         .to_string()
 }
 
@@ -260,6 +264,10 @@ mod tests {
             ["failnth.sweep", "failnth.probe"]
         );
         assert!(all.iter().all(|n| !n.starts_with("failnth.")));
+        assert!(all.iter().all(|n| !n.starts_with("onward.")));
+        let onward = names(&["onward"], None);
+        assert!(onward.contains(&"onward.streaming.odirect_file".to_string()));
+        assert!(onward.contains(&"onward.coherent.uring".to_string()));
         assert!(all.contains(&"user.copy_16mib".to_string()));
         assert_eq!(
             names(&["buf"], Some("streaming.round_trip")),

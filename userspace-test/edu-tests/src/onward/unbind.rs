@@ -1,0 +1,121 @@
+//! edu-dma1 unbound while streaming pages are in use by three clients: a `MSG_ZEROCOPY` send (held
+//! in the socket behind a closed receive window), an `O_DIRECT` write submitted through io_uring
+//! and not yet reaped, and a registered io_uring fixed buffer. Unbind unmaps the buffers from the
+//! device; their pages stay ordinary memory owned by whoever holds them, so every client finishes
+//! with the device's bytes. The checks hold whatever the timing (the `O_DIRECT` write may finish
+//! before or after the unbind; either way it must write the bytes), and the data is verified by
+//! the other device, edu-dma0.
+
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::FileExt;
+
+use edu_dma::BufKind;
+use io_uring::{opcode, types};
+
+use super::uring::{register, ring, run};
+use super::zerocopy::{
+    check_notification, no_notification, send_zc, tcp_pair, wait_notification, FILL,
+};
+use super::*;
+use crate::harness::sysfs::unbind;
+
+pub fn inflight() -> TestResult {
+    let dev = open(1)?;
+    let addr = dev.info().ctx("info")?.pci_address();
+    let check = open(0)?;
+    let before_pin = vm_pin_kib()?;
+
+    // 1. A zerocopy send the receiver's closed window keeps in the socket.
+    let (mut tx, mut rx) = tcp_pair(Some(4096))?;
+    setsockopt_int(tx.as_fd(), libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, 1 << 20)
+        .ctx("SO_SNDBUFFORCE")?;
+    let filler = pattern(FILL, 3500);
+    std::io::Write::write_all(&mut tx, &filler).ctx("send the filler")?;
+    let zc = device_filled(&dev, BufKind::Streaming, LEN, 3501)?;
+    ensure_eq(
+        send_zc(&tx, &zc.map, LEN).ctx("send(MSG_ZEROCOPY)")?,
+        LEN,
+        "bytes sent",
+    )?;
+    no_notification(&tx, "error queue before the unbind")?;
+
+    // 2. A registered fixed buffer; 3. an O_DIRECT write from a third buffer, submitted only.
+    let reg = device_filled(&dev, BufKind::Streaming, LEN, 3502)?;
+    let dio = device_filled(&dev, BufKind::Streaming, LEN, 3503)?;
+    let mut ring = ring()?;
+    // SAFETY: `reg` stays mapped until after the unregister below.
+    unsafe { register(&ring, &[reg.iovec(LEN)]) }.ctx("IORING_REGISTER_BUFFERS")?;
+    let (fd, path_d) = ext4_file("unbind-dio")?;
+    let (ff, path_f) = ext4_file("unbind-fixed")?;
+    let w = opcode::Write::new(types::Fd(fd.as_raw_fd()), dio.map.as_ptr(), LEN as u32)
+        .offset(0)
+        .build()
+        .user_data(3);
+    // SAFETY: `dio` stays mapped until the completion is reaped below.
+    unsafe { ring.submission().push(&w) }.map_err(|_| "submission queue full".to_string())?;
+    ring.submit().ctx("submit the O_DIRECT write")?;
+
+    diag(format!(
+        "unbinding {addr} with the three clients holding streaming pages"
+    ));
+    let mut rebind = unbind(&addr)?;
+    expect_errno(dev.info(), libc::ENODEV, "INFO after the unbind")?;
+
+    // 3. The O_DIRECT write completes with every byte.
+    ring.submit_and_wait(1).ctx("wait for the O_DIRECT write")?;
+    let cqe = ring
+        .completion()
+        .next()
+        .ok_or("no completion for the O_DIRECT write")?;
+    ensure_eq(cqe.user_data(), 3, "completion")?;
+    ensure_eq(
+        cqe.result(),
+        LEN as i32,
+        "the in-flight O_DIRECT write's result",
+    )?;
+    // 2. The fixed buffer still writes the device's bytes.
+    let w = opcode::WriteFixed::new(types::Fd(ff.as_raw_fd()), reg.map.as_ptr(), LEN as u32, 0)
+        .offset(0)
+        .build();
+    // SAFETY: fixed buffer 0 is registered and mapped.
+    let n = unsafe { run(&mut ring, w) }.ctx("WRITE_FIXED after the unbind")?;
+    ensure_eq(n, LEN, "bytes written")?;
+    ring.submitter()
+        .unregister_buffers()
+        .ctx("IORING_UNREGISTER_BUFFERS")?;
+    expect_vm_pin(before_pin, "after unregistering")?;
+    // 1. The receiver drains; the sent bytes are the device's.
+    let mut got = vec![0u8; FILL + LEN];
+    rx.read_exact(&mut got).ctx("receive filler and payload")?;
+    check_same(&got[..FILL], &filler, "filler")?;
+    check_pattern(
+        &got[FILL..],
+        3501,
+        "zerocopy payload sent across the unbind",
+    )?;
+    let n = wait_notification(&tx)?;
+    check_notification(&n, 0, 0, "zerocopy send across the unbind")?;
+    // The mappings themselves still hold the device's bytes.
+    for (m, seed) in [(&zc, 3501), (&reg, 3502), (&dio, 3503)] {
+        check_pattern(&m.map[..LEN], seed, "streaming mapping after the unbind")?;
+    }
+    // Both files, read back O_DIRECT into edu-dma0's buffers and checked by that device.
+    for (f, seed, what) in [(&fd, 3503, "O_DIRECT write"), (&ff, 3502, "WRITE_FIXED")] {
+        let want = pattern(LEN, seed);
+        let mut dst = client_target(&check, &want)?;
+        ensure_eq(
+            f.read_at(&mut dst.map[..LEN], 0)
+                .ctx("O_DIRECT read back")?,
+            LEN,
+            "read",
+        )?;
+        verify_via_device(&dst, &want, &format!("{what} across the unbind"))?;
+    }
+    drop((zc, reg, dio, ring));
+    drop(dev);
+    let _ = std::fs::remove_file(path_d);
+    let _ = std::fs::remove_file(path_f);
+    let d = rebind.bind_and_open()?;
+    round_trip_on(&d, 3510, "after rebind")
+}

@@ -1,0 +1,486 @@
+//! io_uring: a mapping registered as a fixed buffer (`IORING_REGISTER_BUFFERS`, a long-term pin of
+//! its pages, counted in `VmPin`), `WRITE_FIXED` / `READ_FIXED` to an `O_DIRECT` ext4 file; the
+//! driver's own read/write through io_uring (`READ`/`WRITE` with user addresses, the fixed forms
+//! with the kernel's bvec iterators); unregister and `BUF_FREE` in both orders.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::sync::Mutex;
+
+use edu_dma::{BufKind, Dir, Mapping, SyncDir};
+use io_uring::{opcode, squeue, types, IoUring};
+
+use super::*;
+
+/// Rings closed during the run, kept open until the process exits (see [`Ring`]).
+static CLOSED: Mutex<Vec<IoUring>> = Mutex::new(Vec::new());
+
+/// An io_uring instance for one test.
+///
+/// Two properties keep the driver's own calls in the same process deterministic: the driver
+/// waits for its device interruptibly, and `signal_pending()` is also true for io_uring's
+/// `TWA_SIGNAL` task work (TIF_NOTIFY_SIGNAL), which then ends a wait with `EINTR` though no
+/// signal was sent. So (a) the ring is `DEFER_TASKRUN` (completions run as local work inside
+/// `io_uring_enter`, never as signal-style task work), and (b) it is never closed while the
+/// tests run: closing queues `TWA_SIGNAL` work on the task from a kworker, at a moment of the
+/// kernel's choosing (measured: the next test's first ioctl failed with `EINTR`). A dropped
+/// `Ring` goes to `CLOSED` instead, torn down at process exit.
+///
+/// And it is made without `CAP_IPC_LOCK` in the effective set (restored right after): only then
+/// does io_uring account registered buffers, in `locked_vm` and `VmPin`, which the tests check.
+pub(super) struct Ring(Option<IoUring>);
+
+impl std::ops::Deref for Ring {
+    type Target = IoUring;
+    fn deref(&self) -> &IoUring {
+        // INVARIANT: `Some` until dropped.
+        self.0.as_ref().expect("ring")
+    }
+}
+
+impl std::ops::DerefMut for Ring {
+    fn deref_mut(&mut self) -> &mut IoUring {
+        self.0.as_mut().expect("ring")
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        if let (Some(r), Ok(mut closed)) = (self.0.take(), CLOSED.lock()) {
+            closed.push(r);
+        }
+    }
+}
+
+/// `struct __user_cap_header_struct`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+/// `struct __user_cap_data_struct`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+const CAP_IPC_LOCK: u32 = 14;
+
+fn caps(set: Option<&[CapData; 2]>) -> io::Result<[CapData; 2]> {
+    let mut h = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut d = [CapData::default(); 2];
+    // SAFETY: capget/capset with a v3 header and two data structs, as the ABI requires.
+    let r = unsafe {
+        match set {
+            None => libc::syscall(libc::SYS_capget, &mut h, d.as_mut_ptr()),
+            Some(s) => libc::syscall(libc::SYS_capset, &mut h, s.as_ptr()),
+        }
+    };
+    cvt(r as isize)?;
+    Ok(d)
+}
+
+pub(super) fn ring() -> Result<Ring, String> {
+    let saved = caps(None).ctx("capget")?;
+    let mut without = saved;
+    without[0].effective &= !(1 << CAP_IPC_LOCK);
+    caps(Some(&without)).ctx("capset without CAP_IPC_LOCK")?;
+    let r = IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .build(8);
+    caps(Some(&saved)).ctx("capset (restore)")?;
+    Ok(Ring(Some(
+        r.ctx("io_uring_setup(SINGLE_ISSUER | DEFER_TASKRUN)")?,
+    )))
+}
+
+/// Submits `e` and waits for its completion; a negative result is the errno.
+///
+/// # Safety
+/// Every buffer `e` names (by address or by fixed-buffer index) must be valid for the operation
+/// until this returns (it returns only after the completion).
+pub(super) unsafe fn run(ring: &mut IoUring, e: squeue::Entry) -> io::Result<usize> {
+    // SAFETY: forwarded to the caller.
+    unsafe { ring.submission().push(&e) }.map_err(|_| io::Error::other("submission queue full"))?;
+    ring.submit_and_wait(1)?;
+    let cqe = ring
+        .completion()
+        .next()
+        .ok_or_else(|| io::Error::other("no completion"))?;
+    let res = cqe.result();
+    if res < 0 {
+        Err(io::Error::from_raw_os_error(-res))
+    } else {
+        Ok(res as usize)
+    }
+}
+
+/// Registers `bufs` as the ring's fixed buffers 0, 1, ...
+///
+/// # Safety
+/// The ranges must be mapped at the call (the kernel pins their pages; from then on it uses the
+/// pinned pages, never the addresses, so an `munmap` before unregistering is memory-safe: that
+/// is what `Order::FreeFirst` tests).
+pub(super) unsafe fn register(ring: &IoUring, bufs: &[libc::iovec]) -> io::Result<()> {
+    // SAFETY: forwarded to the caller.
+    unsafe { ring.submitter().register_buffers(bufs) }
+}
+
+fn kib(bytes: usize) -> u64 {
+    (bytes / 1024) as u64
+}
+
+/// The device rewrites page `p` of the streaming buffer `m` with `bytes` (ownership to the
+/// device and back to the CPU around the transfer).
+fn device_rewrite_page(m: &Mapped<'_>, p: usize, bytes: &[u8]) -> TestResult {
+    let off = (p * WIN) as u64;
+    m.buf
+        .sync(off, WIN as u64, SyncDir::ForDevice)
+        .ctx("SYNC_FOR_DEVICE")?;
+    m.dev()
+        .write_window_from(bytes, 0)
+        .ctx("window := new bytes")?;
+    m.buf
+        .xfer(off, 0, WIN as u32, Dir::FromDevice, 0)
+        .ctx("XFER window -> page")?;
+    m.buf
+        .sync(off, WIN as u64, SyncDir::ForCpu)
+        .ctx("SYNC_FOR_CPU")
+}
+
+/// device -> streaming buffer, registered -> `WRITE_FIXED` to an `O_DIRECT` ext4 file ->
+/// `READ_FIXED` into a second registered streaming buffer -> device -> compare. After the
+/// registration the device rewrites page 2 of the source: the file gets the new bytes, so the
+/// ring uses the buffer's pages (pinned), not a copy made at registration.
+pub fn write_fixed() -> TestResult {
+    let before = vm_pin_kib()?;
+    let dev = open(0)?;
+    let src = device_filled(&dev, BufKind::Streaming, LEN, 3400)?;
+    let page2 = pattern(WIN, 3401);
+    let mut want = pattern(LEN, 3400);
+    want[2 * WIN..3 * WIN].copy_from_slice(&page2);
+    let dst = client_target(&dev, &want)?;
+    let (f, path) = ext4_file("uring-fixed")?;
+    let mut ring = ring()?;
+    // SAFETY: both mappings live until after the unregister below.
+    unsafe { register(&ring, &[src.iovec(LEN), dst.iovec(LEN)]) }.ctx("IORING_REGISTER_BUFFERS")?;
+    expect_vm_pin(before + kib(2 * LEN), "after registering two buffers")?;
+    device_rewrite_page(&src, 2, &page2)?;
+    let fd = types::Fd(f.as_raw_fd());
+    let w = opcode::WriteFixed::new(fd, src.map.as_ptr(), LEN as u32, 0)
+        .offset(0)
+        .build();
+    // SAFETY: fixed buffer 0 is registered and mapped.
+    let n = unsafe { run(&mut ring, w) }.ctx("WRITE_FIXED to the O_DIRECT file")?;
+    ensure_eq(n, LEN, "bytes written")?;
+    let r = opcode::ReadFixed::new(fd, dst.map.as_ptr(), LEN as u32, 1)
+        .offset(0)
+        .build();
+    // SAFETY: fixed buffer 1 is registered and mapped; nothing else touches it meanwhile.
+    let n = unsafe { run(&mut ring, r) }.ctx("READ_FIXED from the O_DIRECT file")?;
+    ensure_eq(n, LEN, "bytes read")?;
+    ring.submitter()
+        .unregister_buffers()
+        .ctx("IORING_UNREGISTER_BUFFERS")?;
+    expect_vm_pin(before, "after unregistering")?;
+    verify_via_device(&dst, &want, "written and read back with fixed buffers")?;
+    // A plain O_DIRECT read of the file agrees.
+    let mut back = client_target(&dev, &want)?;
+    ensure_eq(
+        f.read_at(&mut back.map[..LEN], 0).ctx("O_DIRECT read")?,
+        LEN,
+        "read",
+    )?;
+    check_same(&back.map[..LEN], &want, "the file")?;
+    let _ = std::fs::remove_file(path);
+    Ok(())
+}
+
+/// The driver's read/write through io_uring on `/dev/edu-dma0` (the file position is the window
+/// offset): `WRITE` from a streaming mapping fills the window, `READ` into another streaming
+/// mapping reads it; at the window's end `READ` gives 0 and `WRITE` `ENOSPC`; `WRITE_FIXED` /
+/// `READ_FIXED` with registered streaming buffers do the same through bvec iterators. Before each
+/// write the window holds the inverse of what is written, so a write that moved nothing fails.
+pub fn node_rw() -> TestResult {
+    let dev = open(0)?;
+    let node = types::Fd(dev.fd());
+    let want = pattern(WIN, 3410);
+    let inv: Vec<u8> = want.iter().map(|b| !b).collect();
+    let src = device_filled(&dev, BufKind::Streaming, WIN, 3410)?;
+    let mut ring = ring()?;
+    let window_is = |what: &str| -> TestResult {
+        let mut back = vec![0u8; WIN];
+        dev.read_window_into(&mut back, 0).ctx("read the window")?;
+        check_same(&back, &want, what)
+    };
+
+    dev.write_window_from(&inv, 0).ctx("window := inverse")?;
+    let w = opcode::Write::new(node, src.map.as_ptr(), WIN as u32)
+        .offset(0)
+        .build();
+    // SAFETY: `src` is mapped for the whole call.
+    let n = unsafe { run(&mut ring, w) }.ctx("IORING_OP_WRITE to the node")?;
+    ensure_eq(n, WIN, "bytes written")?;
+    window_is("the window after IORING_OP_WRITE")?;
+    let dst = client_target(&dev, &want)?;
+    let r = opcode::Read::new(node, dst.map.as_ptr(), WIN as u32)
+        .offset(0)
+        .build();
+    // SAFETY: `dst` is mapped and untouched until the completion.
+    let n = unsafe { run(&mut ring, r) }.ctx("IORING_OP_READ from the node")?;
+    ensure_eq(n, WIN, "bytes read")?;
+    check_same(
+        &dst.map[..WIN],
+        &want,
+        "IORING_OP_READ into the streaming mapping",
+    )?;
+    verify_via_device(&dst, &want, "read through io_uring")?;
+
+    let r = opcode::Read::new(node, dst.map.as_ptr(), WIN as u32)
+        .offset(WIN as u64)
+        .build();
+    // SAFETY: as above.
+    let n = unsafe { run(&mut ring, r) }.ctx("IORING_OP_READ at the window's end")?;
+    ensure_eq(n, 0, "bytes read at the window's end")?;
+    let w = opcode::Write::new(node, src.map.as_ptr(), WIN as u32)
+        .offset(WIN as u64)
+        .build();
+    // SAFETY: as above.
+    expect_errno(
+        unsafe { run(&mut ring, w) },
+        libc::ENOSPC,
+        "IORING_OP_WRITE at the window's end",
+    )?;
+
+    let dst2 = client_target(&dev, &want)?;
+    // SAFETY: both mappings live until after the unregister below.
+    unsafe { register(&ring, &[src.iovec(WIN), dst2.iovec(WIN)]) }
+        .ctx("IORING_REGISTER_BUFFERS")?;
+    dev.write_window_from(&inv, 0).ctx("window := inverse")?;
+    let w = opcode::WriteFixed::new(node, src.map.as_ptr(), WIN as u32, 0)
+        .offset(0)
+        .build();
+    // SAFETY: fixed buffer 0 is registered and mapped.
+    let n = unsafe { run(&mut ring, w) }.ctx("WRITE_FIXED to the node")?;
+    ensure_eq(n, WIN, "bytes written")?;
+    window_is("the window after WRITE_FIXED")?;
+    let r = opcode::ReadFixed::new(node, dst2.map.as_ptr(), WIN as u32, 1)
+        .offset(0)
+        .build();
+    // SAFETY: fixed buffer 1 is registered, mapped and untouched until the completion.
+    let n = unsafe { run(&mut ring, r) }.ctx("READ_FIXED from the node")?;
+    ensure_eq(n, WIN, "bytes read")?;
+    ring.submitter()
+        .unregister_buffers()
+        .ctx("IORING_UNREGISTER_BUFFERS")?;
+    check_same(
+        &dst2.map[..WIN],
+        &want,
+        "READ_FIXED into the streaming mapping",
+    )?;
+    verify_via_device(&dst2, &want, "read through io_uring, fixed")
+}
+
+/// Which goes first once the buffer is registered.
+#[derive(Clone, Copy, Debug)]
+pub enum Order {
+    /// `WRITE_FIXED`, unregister, then `BUF_FREE` + `munmap`.
+    UnregisterFirst,
+    /// `BUF_FREE` + `munmap` (and junk over whatever reuses memory), `WRITE_FIXED` from the
+    /// still-pinned pages, then unregister.
+    FreeFirst,
+}
+
+/// A registered streaming buffer, freed and unregistered in `order`: the `WRITE_FIXED` to an
+/// `O_DIRECT` file writes the device's bytes either way; afterwards nothing is pinned (`VmPin` as
+/// before) and the device's buffer budget is what it was.
+pub fn free_order(order: Order) -> TestResult {
+    let before = vm_pin_kib()?;
+    let budget = budget_mib(0)?;
+    let seed = 3420 + order as u64;
+    let want = pattern(LEN, seed);
+    let (f, path) = ext4_file(&format!("uring-{order:?}"))?;
+    {
+        let dev = open(0)?;
+        let src = device_filled(&dev, BufKind::Streaming, LEN, seed)?;
+        let addr = src.map.as_ptr();
+        let mut ring = ring()?;
+        // SAFETY: `src` is mapped now; after its munmap (FreeFirst) the kernel uses the pinned pages.
+        unsafe { register(&ring, &[src.iovec(LEN)]) }.ctx("IORING_REGISTER_BUFFERS")?;
+        expect_vm_pin(before + kib(LEN), "after registering")?;
+        let w = opcode::WriteFixed::new(types::Fd(f.as_raw_fd()), addr, LEN as u32, 0)
+            .offset(0)
+            .build();
+        match order {
+            Order::UnregisterFirst => {
+                // SAFETY: fixed buffer 0 is registered and mapped.
+                let n = unsafe { run(&mut ring, w) }.ctx("WRITE_FIXED")?;
+                ensure_eq(n, LEN, "bytes written")?;
+                ring.submitter()
+                    .unregister_buffers()
+                    .ctx("IORING_UNREGISTER_BUFFERS")?;
+                expect_vm_pin(before, "after unregistering")?;
+                let Mapped { buf, map } = src;
+                buf.free().ctx("BUF_FREE after unregistering")?;
+                drop(map);
+            }
+            Order::FreeFirst => {
+                let Mapped { buf, map } = src;
+                buf.free().ctx("BUF_FREE of a registered buffer")?;
+                drop(map);
+                let mut junk = Vec::new();
+                for _ in 0..8 {
+                    let b = dev
+                        .alloc(LEN as u64, BufKind::Streaming)
+                        .ctx("alloc junk")?;
+                    let mut m = b.map().ctx("mmap junk")?;
+                    m.fill(0xEE);
+                    junk.push((b, m));
+                }
+                let mut anon = Mapping::anonymous(4 << 20).ctx("anonymous junk")?;
+                anon.fill(0xEE);
+                expect_vm_pin(
+                    before + kib(LEN),
+                    "after BUF_FREE + munmap (still registered)",
+                )?;
+                // SAFETY: fixed buffer 0's pages are pinned by the ring; the kernel does not use
+                // the (now unmapped) address, only the offset of `addr` in the registered range.
+                let n = unsafe { run(&mut ring, w) }.ctx("WRITE_FIXED after BUF_FREE + munmap")?;
+                ensure_eq(n, LEN, "bytes written")?;
+                ring.submitter()
+                    .unregister_buffers()
+                    .ctx("IORING_UNREGISTER_BUFFERS")?;
+                expect_vm_pin(before, "after unregistering")?;
+            }
+        }
+        let mut dst = client_target(&dev, &want)?;
+        ensure_eq(
+            f.read_at(&mut dst.map[..LEN], 0)
+                .ctx("O_DIRECT read back")?,
+            LEN,
+            "read",
+        )?;
+        verify_via_device(&dst, &want, &format!("{order:?}: the file"))?;
+    }
+    let _ = std::fs::remove_file(path);
+    ensure_eq(
+        budget_mib(0)?,
+        budget,
+        &format!("{order:?}: MiB of buffers edu-dma0 can allocate"),
+    )
+}
+
+/// A coherent mapping and io_uring: registering it fails with `EFAULT` on every backend (a
+/// long-term pin checks the VMA), nothing pinned. `WRITE` from it to the node (the driver pins
+/// the source with `iov_iter_extract_pages`) and to an `O_DIRECT` file: PFN-mapped `EFAULT`;
+/// page-backed (IOMMU) they work and are verified. The ring still works with a streaming buffer
+/// afterwards.
+pub fn coherent() -> TestResult {
+    let before = vm_pin_kib()?;
+    let dev = open(0)?;
+    let coh = device_filled(&dev, BufKind::Coherent, LEN, 3430)?;
+    let backing = coherent_backing(&coh.map)?;
+    let mut ring = ring()?;
+    // SAFETY: `coh` is mapped (and the registration is refused).
+    expect_errno(
+        unsafe { register(&ring, &[coh.iovec(LEN)]) },
+        libc::EFAULT,
+        "IORING_REGISTER_BUFFERS of a coherent mapping",
+    )?;
+    expect_vm_pin(before, "after the refused registration")?;
+    let (f, path) = ext4_file("uring-coherent")?;
+    let want = pattern(LEN, 3430);
+    let inv: Vec<u8> = want[..WIN].iter().map(|b| !b).collect();
+    dev.write_window_from(&inv, 0).ctx("window := inverse")?;
+    let w = opcode::Write::new(types::Fd(dev.fd()), coh.map.as_ptr(), WIN as u32)
+        .offset(0)
+        .build();
+    // SAFETY: `coh` is mapped for the whole call.
+    let to_node = unsafe { run(&mut ring, w) };
+    let w = opcode::Write::new(types::Fd(f.as_raw_fd()), coh.map.as_ptr(), LEN as u32)
+        .offset(0)
+        .build();
+    // SAFETY: as above.
+    let to_file = unsafe { run(&mut ring, w) };
+    match backing {
+        Backing::Pfn => {
+            expect_errno(
+                to_node,
+                libc::EFAULT,
+                "IORING_OP_WRITE from a PFN-mapped coherent buffer to the node",
+            )?;
+            expect_errno(
+                to_file,
+                libc::EFAULT,
+                "IORING_OP_WRITE from a PFN-mapped coherent buffer to an O_DIRECT file",
+            )?;
+        }
+        Backing::Pages => {
+            ensure_eq(
+                to_node.ctx("IORING_OP_WRITE from a page-backed coherent buffer to the node")?,
+                WIN,
+                "bytes written",
+            )?;
+            let mut back = vec![0u8; WIN];
+            dev.read_window_into(&mut back, 0).ctx("read the window")?;
+            check_same(
+                &back,
+                &want[..WIN],
+                "the window after IORING_OP_WRITE from the coherent buffer",
+            )?;
+            ensure_eq(
+                to_file.ctx(
+                    "IORING_OP_WRITE from a page-backed coherent buffer to an O_DIRECT file",
+                )?,
+                LEN,
+                "bytes written",
+            )?;
+            let mut dst = client_target(&dev, &want)?;
+            ensure_eq(
+                f.read_at(&mut dst.map[..LEN], 0)
+                    .ctx("O_DIRECT read back")?,
+                LEN,
+                "read",
+            )?;
+            verify_via_device(&dst, &want, "the file written from the coherent buffer")?;
+        }
+    }
+    let st = device_filled(&dev, BufKind::Streaming, LEN, 3431)?;
+    // SAFETY: `st` lives until after the unregister below.
+    unsafe { register(&ring, &[st.iovec(LEN)]) }
+        .ctx("IORING_REGISTER_BUFFERS of a streaming mapping after")?;
+    let w = opcode::WriteFixed::new(types::Fd(f.as_raw_fd()), st.map.as_ptr(), LEN as u32, 0)
+        .offset(0)
+        .build();
+    // SAFETY: fixed buffer 0 is registered and mapped.
+    ensure_eq(
+        unsafe { run(&mut ring, w) }.ctx("WRITE_FIXED")?,
+        LEN,
+        "bytes written",
+    )?;
+    ring.submitter()
+        .unregister_buffers()
+        .ctx("IORING_UNREGISTER_BUFFERS")?;
+    expect_vm_pin(before, "after unregistering")?;
+    let want = pattern(LEN, 3431);
+    let mut dst = client_target(&dev, &want)?;
+    ensure_eq(
+        f.read_at(&mut dst.map[..LEN], 0)
+            .ctx("O_DIRECT read back")?,
+        LEN,
+        "read",
+    )?;
+    verify_via_device(&dst, &want, "the file")?;
+    let _ = std::fs::remove_file(path);
+    Ok(())
+}
