@@ -1,5 +1,7 @@
 //! `edudma`: command-line tool for the edu-dma driver.
 
+mod capture;
+
 use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +58,33 @@ enum Cmd {
         #[arg(long, default_value = "64K", value_parser = parse_size)]
         chunk: u64,
     },
+    /// Device -> a ring of streaming buffers -> O_DIRECT writes to a file, the disk write of one
+    /// buffer overlapped with the device filling the next (edu has no data source: it moves its
+    /// window, filled with a pattern first).
+    Capture {
+        /// File to write (O_DIRECT: on a file system or block device that supports it).
+        #[arg(long)]
+        out: PathBuf,
+        /// Bytes to capture, a multiple of 4 KiB (K/M/G suffixes accepted).
+        #[arg(long, value_parser = parse_size)]
+        size: u64,
+        #[command(flatten)]
+        ring: Ring,
+        /// Read the file back and check every byte against the window's pattern.
+        #[arg(long)]
+        verify: bool,
+    },
+    /// The reverse of capture: O_DIRECT reads of a file into the ring -> the device's window.
+    Replay {
+        /// File to read (O_DIRECT); its size must be a multiple of 4 KiB.
+        #[arg(long = "in")]
+        input: PathBuf,
+        #[command(flatten)]
+        ring: Ring,
+        /// Read each 4 KiB piece back from the window and compare it with the file.
+        #[arg(long)]
+        verify: bool,
+    },
     /// Fault injection: the next N DMA commands raise no interrupt.
     Fault {
         #[arg(long)]
@@ -64,6 +93,20 @@ enum Cmd {
     /// Print the uapi layout (compared with the C header by uapi-check/run.sh).
     #[command(hide = true)]
     UapiLayout,
+}
+
+/// The buffer ring of capture and replay.
+#[derive(clap::Args)]
+struct Ring {
+    /// Streaming buffers in the ring.
+    #[arg(long, default_value_t = 4)]
+    buffers: usize,
+    /// Bytes per buffer, a multiple of 4 KiB (K/M/G suffixes accepted).
+    #[arg(long, default_value = "64K", value_parser = parse_size)]
+    buffer_size: u64,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -148,6 +191,43 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         }
         Cmd::Buf { kind, size } => buf_demo(&Device::open(&cli.dev).op("open")?, *kind, *size),
         Cmd::Copy { size, chunk } => copy_demo(&Device::open(&cli.dev).op("open")?, *size, *chunk),
+        Cmd::Capture {
+            out,
+            size,
+            ring,
+            verify,
+        } => {
+            let dev = Device::open(&cli.dev).op("open")?;
+            let job = capture::Job {
+                path: out,
+                size: *size,
+                buffers: ring.buffers,
+                buffer_size: ring.buffer_size,
+                verify: *verify,
+                progress: !ring.quiet,
+            };
+            let f = capture::capture(&dev, &job).or_else(|m| fail("capture", m))?;
+            report("capture", &f, *verify);
+            Ok(())
+        }
+        Cmd::Replay {
+            input,
+            ring,
+            verify,
+        } => {
+            let dev = Device::open(&cli.dev).op("open")?;
+            let job = capture::Job {
+                path: input,
+                size: 0,
+                buffers: ring.buffers,
+                buffer_size: ring.buffer_size,
+                verify: *verify,
+                progress: !ring.quiet,
+            };
+            let f = capture::replay(&dev, &job).or_else(|m| fail("replay", m))?;
+            report("replay", &f, *verify);
+            Ok(())
+        }
         Cmd::Fault { drop_irqs } => {
             let dev = Device::open(&cli.dev).op("open")?;
             dev.inject_fault(*drop_irqs).op("fault")?;
@@ -155,6 +235,18 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+fn report(what: &str, f: &capture::Figures, verified: bool) {
+    println!(
+        "{what}: {} bytes{} in {:.3} s, {} DMA commands, {:.1} KiB/s, {:.4} of the device bound",
+        f.bytes,
+        if verified { " verified" } else { "" },
+        f.secs,
+        f.commands,
+        f.bytes as f64 / 1024.0 / f.secs.max(1e-9),
+        f.fraction_of_bound()
+    );
 }
 
 fn print_info(dev: &Device, i: &edu_dma::Info) {
