@@ -25,8 +25,8 @@
 //! - [`regs`]: the register map.
 //! - [`driver`]: PCI glue (probe/unbind).
 //! - [`uapi`]: the userspace API (shared with the userspace library).
-//! - [`raw`]: the unsafe layer, one leaf per subject (`cred`, `dma`, `gup`, `misc`, `pci`, `vm`):
-//!   the only users of raw `bindings`, importing nothing of the driver.
+//! - [`raw`]: the unsafe layer, one leaf per subject (`cred`, `dma`, `gup`, `misc`, `pci`,
+//!   `signal`, `vm`): the only users of raw `bindings`, importing nothing of the driver.
 //!
 //! Import graph (`use crate::`; `../shared/tools/src-cycles` prints it), with no cycle:
 //! `driver` -> `file` -> `xfer` -> `buffer` -> `device` -> `engine` -> `regs`; `file` and `xfer`

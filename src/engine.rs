@@ -11,6 +11,9 @@
 //!
 //! On `EINTR` or `ETIMEDOUT` a DMA command is not abandoned: the engine polls the device idle
 //! before it returns, so the caller may unmap and free the memory the command targeted.
+//!
+//! An interrupted wait ends in [`signal::interrupted`]: `EINTR` for a real signal, `ERESTARTSYS`
+//! when only task work (io_uring's `TWA_SIGNAL`) broke it, which restarts the system call.
 
 use kernel::{
     device::{
@@ -43,6 +46,7 @@ use kernel::{
 };
 
 use crate::{
+    raw::signal,
     regs::*,
     split::{
         Piece,
@@ -124,8 +128,8 @@ impl Engine {
         &self.stats
     }
 
-    /// Takes the engine, waiting (interruptibly) while another command sequence runs. `dev` and
-    /// its BAR0 `bar` are borrowed for as long as the hold lives.
+    /// Takes the engine, waiting (interruptibly: [`signal::interrupted`]) while another command
+    /// sequence runs. `dev` and its BAR0 `bar` are borrowed for as long as the hold lives.
     pub(crate) fn acquire<'a>(
         &'a self,
         dev: &'a Device<Bound>,
@@ -145,7 +149,7 @@ impl Engine {
                 });
             }
             if self.cv.wait_interruptible(&mut st) {
-                return Err(EINTR);
+                return Err(signal::interrupted());
             }
         }
     }
@@ -305,7 +309,7 @@ impl EngineHold<'_> {
     }
 
     /// Waits for interrupt status `bit`, accepted only when `done()` agrees (a late interrupt of
-    /// an earlier command cannot complete this one).
+    /// an earlier command cannot complete this one). Interruptible: [`signal::interrupted`].
     fn wait_irq(&self, bit: u32, timeout_ms: u32, done: impl Fn() -> bool) -> Result {
         let engine = self.engine;
         let mut left = msecs_to_jiffies(timeout_ms);
@@ -319,7 +323,7 @@ impl EngineHold<'_> {
             }
             match engine.cv.wait_interruptible_timeout(&mut st, left) {
                 CondVarTimeoutResult::Woken { jiffies } => left = jiffies,
-                CondVarTimeoutResult::Signal { .. } => return Err(EINTR),
+                CondVarTimeoutResult::Signal { .. } => return Err(signal::interrupted()),
                 CondVarTimeoutResult::Timeout => return Err(ETIMEDOUT),
             }
         }

@@ -5,7 +5,12 @@
 //!
 //! Errno conventions (see `include/uapi/linux/edu_dma.h`): `ENOTTY` unknown ioctl, `EFAULT` bad
 //! pointers or unpinnable memory, `EINVAL` bad flags, reserved fields and ranges, `ENOENT` unknown
-//! handle, `EOVERFLOW` factorial above 12, `E2BIG` copy above `COPY_MAX`, `ENODEV` after unbind.
+//! handle, `EOVERFLOW` factorial above 12, `E2BIG` copy above `COPY_MAX`, `ENODEV` after unbind,
+//! `EINTR` a signal ended a wait. A wait that only task work broke (io_uring's `TWA_SIGNAL`, no
+//! signal) ends in `ERESTARTSYS` instead (`raw::signal::interrupted`), and the call restarts from
+//! its arguments: FACTORIAL, XFER and USER_XFER repeat the same transfer, COPY copies again from
+//! the start (its `done` is reset), and read/write restart only when no byte moved (after progress
+//! they return the count, as for any error).
 
 use kernel::{
     fs::{
@@ -440,7 +445,9 @@ impl EduFile {
     }
 
     /// DMA between the window at `*pos` and `total` bytes of an I/O iterator, whose pages
-    /// `next(live, max_len)` extracts (pinning user memory) two pages at a time.
+    /// `next(live, max_len)` extracts (pinning user memory) two pages at a time. An error after
+    /// some bytes moved (a signal, or task work: `ERESTARTSYS`, included) is a short count: a
+    /// restart could not know what was consumed, so only a call that moved nothing restarts.
     fn rw<'a>(
         &self,
         total: usize,

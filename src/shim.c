@@ -3,10 +3,11 @@
  * C shim for edu_dma.ko: kernel APIs that exist only as static inlines (or macros) and have no
  * rust/helpers wrapper in Linux 7.2, so Rust cannot reach them through `kernel::bindings`.
  * Each function is a one-line forwarder; the leaf of src/raw/ that needs it declares it and is
- * its only user (dma.rs, gup.rs, pci.rs).
+ * its only user (dma.rs, gup.rs, pci.rs, signal.rs).
  */
 #include <linux/dma-mapping.h>
 #include <linux/pci.h>
+#include <linux/sched/signal.h>
 #include <linux/uio.h>
 
 int edu_dma_mapping_error(struct device *dev, dma_addr_t addr);
@@ -16,6 +17,7 @@ void edu_dma_sync_single_for_device(struct device *dev, dma_addr_t addr, size_t 
 				    enum dma_data_direction dir);
 bool edu_iov_iter_extract_will_pin(const struct iov_iter *iter);
 int edu_pci_domain_nr(struct pci_dev *pdev);
+int edu_task_sigpending(struct task_struct *p);
 
 int edu_dma_mapping_error(struct device *dev, dma_addr_t addr)
 {
@@ -42,4 +44,11 @@ bool edu_iov_iter_extract_will_pin(const struct iov_iter *iter)
 int edu_pci_domain_nr(struct pci_dev *pdev)
 {
 	return pci_domain_nr(pdev->bus);
+}
+
+/* task_sigpending (static inline): a real signal, unlike signal_pending also not TIF_NOTIFY_SIGNAL
+ * task work. For raw/signal.rs. */
+int edu_task_sigpending(struct task_struct *p)
+{
+	return task_sigpending(p);
 }

@@ -13,7 +13,10 @@ use crate::{
     buffer::Buffer,
     device::Live,
     engine::Dir,
-    raw::gup::Pinned,
+    raw::{
+        gup::Pinned,
+        signal, //
+    },
     split::{
         self,
         Piece,
@@ -107,6 +110,11 @@ impl CopyJob {
     /// Copies `len` bytes from `src` to `dst` through the device window, one pin window at a
     /// time, one window step (chunk) per engine hold. Stops early (with the count so far in
     /// `done`) on the first error or a pending signal.
+    ///
+    /// Interrupted by task work only (no real signal), it fails with `ERESTARTSYS`
+    /// ([`signal::interrupted`]): the restarted ioctl copies again from the start, which writes
+    /// the same bytes to `dst` again unless the ranges overlap (whose result is unspecified
+    /// anyway); a real signal ends it in `EINTR` with `done` as it is.
     pub(crate) fn run(&self, live: &Live<'_>, done: &mut usize) -> Result {
         let step = split::copy_step(self.pin_pages, PAGE_SIZE);
         let mut src_pieces = KVec::new();
@@ -126,7 +134,7 @@ impl CopyJob {
             while off < n {
                 let chunk = WINDOW.min(n - off);
                 if kernel::current!().signal_pending() {
-                    return Err(EINTR);
+                    return Err(signal::interrupted());
                 }
                 // Both sides were split at the same window steps: a chunk is whole pieces.
                 let si = split::chunk_pieces(src, chunk).ok_or(EINVAL)?;

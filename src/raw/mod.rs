@@ -22,6 +22,7 @@ pub(crate) mod dma;
 pub(crate) mod gup;
 pub(crate) mod misc;
 pub(crate) mod pci;
+pub(crate) mod signal;
 pub(crate) mod vm;
 
 use core::ptr;

@@ -11,7 +11,9 @@
  *
  * Errors common to every ioctl: ENOTTY (unknown ioctl), EFAULT (bad argument pointer), EINVAL
  * (unknown flags, non-zero reserved fields, bad ranges), ENODEV (device unbound or unplugged),
- * EINTR (a signal ended the wait), ETIMEDOUT (the device did not complete in time).
+ * EINTR (a signal ended the wait), ETIMEDOUT (the device did not complete in time). A wait broken
+ * only by task work (io_uring's TWA_SIGNAL, no signal) restarts the call instead: it runs again
+ * from its arguments (COPY from the start; read/write only if they moved nothing).
  */
 #ifndef _UAPI_LINUX_EDU_DMA_H
 #define _UAPI_LINUX_EDU_DMA_H

@@ -2,56 +2,20 @@
 //! its pages, counted in `VmPin`), `WRITE_FIXED` / `READ_FIXED` to an `O_DIRECT` ext4 file; the
 //! driver's own read/write through io_uring (`READ`/`WRITE` with user addresses, the fixed forms
 //! with the kernel's bvec iterators); unregister and `BUF_FREE` in both orders.
+//!
+//! The rings are plain (no `DEFER_TASKRUN`) and closed after each test: their completions,
+//! io-wq worker creation and teardown queue `TWA_SIGNAL` task work on the test's thread, which
+//! breaks the interruptible waits of its driver calls; the driver restarts those (`ERESTARTSYS`),
+//! so they must succeed (`timeouts.taskwork_restart` pins that down).
 
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
-use std::sync::Mutex;
 
 use edu_dma::{BufKind, Dir, Mapping, SyncDir};
 use io_uring::{opcode, squeue, types, IoUring};
 
 use super::*;
-
-/// Rings closed during the run, kept open until the process exits (see [`Ring`]).
-static CLOSED: Mutex<Vec<IoUring>> = Mutex::new(Vec::new());
-
-/// An io_uring instance for one test.
-///
-/// Two properties keep the driver's own calls in the same process deterministic: the driver
-/// waits for its device interruptibly, and `signal_pending()` is also true for io_uring's
-/// `TWA_SIGNAL` task work (TIF_NOTIFY_SIGNAL), which then ends a wait with `EINTR` though no
-/// signal was sent. So (a) the ring is `DEFER_TASKRUN` (completions run as local work inside
-/// `io_uring_enter`, never as signal-style task work), and (b) it is never closed while the
-/// tests run: closing queues `TWA_SIGNAL` work on the task from a kworker, at a moment of the
-/// kernel's choosing (measured: the next test's first ioctl failed with `EINTR`). A dropped
-/// `Ring` goes to `CLOSED` instead, torn down at process exit.
-///
-/// And it is made without `CAP_IPC_LOCK` in the effective set (restored right after): only then
-/// does io_uring account registered buffers, in `locked_vm` and `VmPin`, which the tests check.
-pub(super) struct Ring(Option<IoUring>);
-
-impl std::ops::Deref for Ring {
-    type Target = IoUring;
-    fn deref(&self) -> &IoUring {
-        // INVARIANT: `Some` until dropped.
-        self.0.as_ref().expect("ring")
-    }
-}
-
-impl std::ops::DerefMut for Ring {
-    fn deref_mut(&mut self) -> &mut IoUring {
-        self.0.as_mut().expect("ring")
-    }
-}
-
-impl Drop for Ring {
-    fn drop(&mut self) {
-        if let (Some(r), Ok(mut closed)) = (self.0.take(), CLOSED.lock()) {
-            closed.push(r);
-        }
-    }
-}
 
 /// `struct __user_cap_header_struct`.
 #[repr(C)]
@@ -89,19 +53,17 @@ fn caps(set: Option<&[CapData; 2]>) -> io::Result<[CapData; 2]> {
     Ok(d)
 }
 
-pub(super) fn ring() -> Result<Ring, String> {
+/// A plain io_uring instance for one test, made without `CAP_IPC_LOCK` in the effective set
+/// (restored right after): only then does io_uring account registered buffers, in `locked_vm` and
+/// `VmPin`, which the tests check.
+pub(super) fn ring() -> Result<IoUring, String> {
     let saved = caps(None).ctx("capget")?;
     let mut without = saved;
     without[0].effective &= !(1 << CAP_IPC_LOCK);
     caps(Some(&without)).ctx("capset without CAP_IPC_LOCK")?;
-    let r = IoUring::builder()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .build(8);
+    let r = IoUring::new(8);
     caps(Some(&saved)).ctx("capset (restore)")?;
-    Ok(Ring(Some(
-        r.ctx("io_uring_setup(SINGLE_ISSUER | DEFER_TASKRUN)")?,
-    )))
+    r.ctx("io_uring_setup")
 }
 
 /// Submits `e` and waits for its completion; a negative result is the errno.
