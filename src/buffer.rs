@@ -48,6 +48,7 @@ use crate::{
             Owner,
             PageMap, //
         },
+        dmabuf::PageRef,
         vm::FileMapping,
     },
     split::{
@@ -210,6 +211,24 @@ impl Buffer {
             inner.maps.get(i).ok_or(EINVAL)?.sync(in_page, n, to);
             Ok(())
         })
+    }
+
+    /// New references to the pages of streaming memory, in order, for a dma-buf export (which
+    /// keeps them valid memory however long it lives). `EINVAL` for coherent memory (not
+    /// necessarily pages), `ENODEV` once revoked.
+    pub(crate) fn page_refs(&self) -> Result<KVec<PageRef>> {
+        let inner = self.inner.lock();
+        if inner.revoked {
+            return Err(ENODEV);
+        }
+        if self.kind != Kind::Streaming {
+            return Err(EINVAL);
+        }
+        let mut refs = KVec::with_capacity(inner.maps.len(), GFP_KERNEL)?;
+        for m in inner.maps.iter() {
+            refs.push(PageRef::new(m.page())?, GFP_KERNEL)?;
+        }
+        Ok(refs)
     }
 
     /// Maps pages `first..` of the buffer into `vma` (already validated: shared, in bounds);

@@ -16,6 +16,7 @@
 
 pub(crate) mod cred;
 pub(crate) mod dma;
+pub(crate) mod dmabuf;
 pub(crate) mod gup;
 pub(crate) mod misc;
 pub(crate) mod pci;
