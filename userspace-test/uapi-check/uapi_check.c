@@ -4,6 +4,7 @@
  * the exact format and order of edu_dma::uapi_layout_report() (userspace-test/edu-dma/src/
  * layout.rs). run.sh diffs the two. Build: cc -I<repo>/include uapi_check.c
  */
+#define _POSIX_C_SOURCE 200809L /* O_CLOEXEC */
 #include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
