@@ -21,7 +21,7 @@
 //! - `begin_cpu_access`/`end_cpu_access` (`DMA_BUF_IOCTL_SYNC`): every importer table is synced
 //!   for the CPU / for its device, then the exporter's own hook runs (its own device mappings).
 //! - `mmap`: the pages themselves, `vm_insert_page` into a `VM_MIXEDMAP` VMA (normal pages: GUP
-//!   works); `MAP_SHARED` only (`EINVAL`), never executable (`EPERM`).
+//!   works); `MAP_SHARED` only (`EINVAL`), never executable (`EPERM`, and `VM_MAYEXEC` cleared).
 //! - `release`: drops the exporter value, then the page references.
 //!
 //! Lock order: the dma-buf's reservation lock (held by the core around map/unmap), then
@@ -272,7 +272,8 @@ impl<T: Exporter> Shared<T> {
     }
 
     fn mmap(&self, vma: &VmaNew) -> Result {
-        if vma.flags() & vm::SHARED == 0 {
+        // `MAYSHARE`: a shared mapping of a read-only dma-buf has `SHARED` cleared by mmap.
+        if vma.flags() & (vm::SHARED | vm::MAYSHARE) == 0 {
             return Err(EINVAL);
         }
         if vma.flags() & vm::EXEC != 0 {
