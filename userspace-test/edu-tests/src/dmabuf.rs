@@ -14,6 +14,7 @@ use edu_dma::dmabuf::{
 use edu_dma::uapi::*;
 use edu_dma::{BufKind, Buffer, Device, Dir};
 
+use crate::buf::zap;
 use crate::harness::sysfs::unbind;
 use crate::harness::*;
 
@@ -30,6 +31,7 @@ pub fn tests() -> Vec<Test> {
         test("flags_cloexec_rdonly", flags_cloexec_rdonly),
         test("mmap_rules", mmap_rules),
         test("gup_on_mapping", gup_on_mapping),
+        test("dontneed_refault", dontneed_refault),
         test("fds_hold_the_budget", fds_hold_the_budget),
     ]
 }
@@ -593,6 +595,77 @@ fn gup_on_mapping() -> TestResult {
     local.fill(GUARD);
     dev.read_window_into(&mut local, 0).ctx("read window")?;
     check_pattern(&local, 7902, "window after USER_XFER from the mapping")
+}
+
+/// `MADV_DONTNEED` on a dma-buf mapping: its pages are faulted in (`VM_MIXEDMAP`, like the
+/// buffer's own streaming mapping), so a zapped range gets the same pages back on its next
+/// access: the device's bytes, a forked child's copy of the VMA too, a CPU write after the zap
+/// reaches the device, and after `BUF_FREE` and close of the exporting file a zap still brings
+/// back every byte (the dma-buf holds the pages).
+fn dontneed_refault() -> TestResult {
+    let dev = open(0)?;
+    let pg = page();
+    let buf = filled(&dev, 8100)?;
+    let fd = buf.export().ctx("export")?;
+    let mut m = dmabuf::map(fd.as_fd(), 0, PAGES * pg).ctx("mmap dma-buf")?;
+    let flags = zap::vm_flags(m.as_ptr() as usize)?;
+    ensure(
+        flags.iter().any(|f| f == "mm") && !flags.iter().any(|f| f == "pf"),
+        || format!("VmFlags {flags:?}: expected mm, not pf"),
+    )?;
+    let mapped = |m: &edu_dma::Mapping| zap::mapped_pages(m, 0, PAGES);
+    ensure_eq(mapped(&m)?, vec![false; PAGES], "entries before any access")?;
+    sync(
+        fd.as_fd(),
+        DMA_BUF_SYNC_START | DMA_BUF_SYNC_READ,
+        "start read",
+    )?;
+    check_pages(&m, 8100, "before the zap")?;
+    ensure_eq(mapped(&m)?, vec![true; PAGES], "entries after the reads")?;
+    let Some(r) = zap::probe_dontneed(m.as_ptr() as usize, m.len()) else {
+        return skip(zap::NO_MADVISE);
+    };
+    r.ctx("madvise(MADV_DONTNEED) of the whole mapping")?;
+    ensure_eq(mapped(&m)?, vec![false; PAGES], "entries after the zap")?;
+    check_pages(&m, 8100, "read after the zap")?;
+    ensure_eq(mapped(&m)?, vec![true; PAGES], "entries after the refaults")?;
+    madvise_dontneed(m.as_ptr() as usize + pg, pg).ctx("madvise(MADV_DONTNEED) of page 1")?;
+    ensure_eq(
+        mapped(&m)?,
+        vec![true, false, true],
+        "entries after a zap of page 1",
+    )?;
+    ensure_eq(
+        zap::child_reads(&m, 1, 8101)?,
+        ChildStatus::Exited(0),
+        "a forked child reading the zapped page 1",
+    )?;
+    sync(fd.as_fd(), DMA_BUF_SYNC_END | DMA_BUF_SYNC_READ, "end read")?;
+    sync(
+        fd.as_fd(),
+        DMA_BUF_SYNC_START | DMA_BUF_SYNC_WRITE,
+        "start write",
+    )?;
+    fill_pattern(&mut m[pg..2 * pg], 8111);
+    sync(
+        fd.as_fd(),
+        DMA_BUF_SYNC_END | DMA_BUF_SYNC_WRITE,
+        "end write",
+    )?;
+    buf.xfer(pg as u64, 0, pg as u32, Dir::ToDevice, 0)
+        .ctx("xfer page 1 -> window")?;
+    let mut win = vec![GUARD; pg];
+    dev.read_window_into(&mut win, 0).ctx("read window")?;
+    check_pattern(&win, 8111, "device read of page 1, written after the zap")?;
+    buf.free().ctx("BUF_FREE")?;
+    drop(dev);
+    madvise_dontneed(m.as_ptr() as usize, m.len())
+        .ctx("madvise(MADV_DONTNEED) after BUF_FREE and close")?;
+    check_pattern(&m[..pg], 8100, "page 0 after free, close and the zap")?;
+    check_pattern(&m[pg..2 * pg], 8111, "page 1 after free, close and the zap")?;
+    check_pattern(&m[2 * pg..], 8102, "page 2 after free, close and the zap")?;
+    diag("MADV_DONTNEED on a dma-buf mapping: the same bytes refault, also after free and close");
+    Ok(())
 }
 
 /// How many 1 MiB streaming buffers a new file of edu-dma0 gets before `ENOMEM`.
