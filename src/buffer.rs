@@ -220,6 +220,16 @@ impl Buffer {
         })
     }
 
+    /// The pages of streaming memory, for a dma-buf export: the same refcounted page list as the
+    /// device and user mappings, which the dma-buf keeps valid memory however long it lives.
+    /// `EINVAL` for coherent memory (not necessarily pages), `ENODEV` once revoked.
+    pub(crate) fn export_pages(&self) -> Result<Arc<Pages>> {
+        if self.inner.lock().revoked {
+            return Err(ENODEV);
+        }
+        self.pages.clone().ok_or(EINVAL)
+    }
+
     /// Maps pages `first..` of the buffer into `vma` (already validated: shared, in bounds);
     /// `base` is the file offset of the buffer's first byte. Coherent memory is mapped now;
     /// streaming pages are faulted in by file offset, on each access that finds no entry.

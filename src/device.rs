@@ -227,13 +227,16 @@ impl EduDevice {
         let addr = Arc::as_ptr(&r).cast::<u8>();
         // `Err` only once unbind started: then `shutdown` owns the revocation, and `r` is not
         // the last reference while the resource is tracked.
-        let _ = self.bound(|_| {
+        // `r` moves into the closure, so it is dropped inside `bound`; when `bound` fails the
+        // closure is dropped unrun, and `r` is then not the last reference while the resource is
+        // tracked, nor has its `Drop` any DMA left to undo once it is revoked.
+        let _ = self.bound(move |_| {
             self.revocables
                 .lock()
                 .retain(|t| Arc::as_ptr(t).cast::<u8>() != addr);
+            drop(r);
             Ok(())
         });
-        drop(r);
     }
 
     /// Unbind: refuse new work, wait for running commands and users, quiesce the device, and

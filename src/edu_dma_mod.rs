@@ -16,6 +16,8 @@
 //! - [`xfer`]: transfers and the copy engine: turn a validated request into device pieces and
 //!   run them on the engine.
 //! - [`buffer`]: coherent and streaming DMA buffers, revoked at unbind.
+//! - [`export`]: dma-buf export of streaming buffers (the device's side: ownership syncs, the
+//!   buffer's lifetime while a dma-buf holds it).
 //! - [`userpages`]: pinned user memory mapped through a scatter-gather table.
 //! - [`split`]: the arithmetic of ranges and pieces (no kernel dependency; unit-tested on the
 //!   host, shared with userspace like `uapi`).
@@ -25,19 +27,20 @@
 //! - [`regs`]: the register map.
 //! - [`driver`]: PCI glue (probe/unbind).
 //! - [`uapi`]: the userspace API (shared with the userspace library).
-//! - [`raw`]: the unsafe layer, one leaf per subject (`cred`, `dma`, `gup`, `misc`, `pci`,
-//!   `signal`, `vm`): the only users of raw `bindings`, importing nothing of the driver.
+//! - [`raw`]: the unsafe layer, one leaf per subject (`cred`, `dma`, `dmabuf`, `gup`, `misc`,
+//!   `pci`, `signal`, `vm`): the only users of raw `bindings`, importing nothing of the driver.
 //!
 //! Import graph (`use crate::`; `../shared/tools/src-cycles` prints it), with no cycle:
 //! `driver` -> `file` -> `xfer` -> `buffer` -> `device` -> `engine` -> `regs`; `file` and `xfer`
-//! also use `userpages` (-> `engine`), `file` also `buffer`, `device` and `engine`; `irq` ->
-//! `device`. The leaves `raw`, `split`, `regs` and `uapi` (used by `file` only) import no driver
-//! module.
+//! also use `userpages` (-> `engine`), `file` also `buffer`, `device`, `engine` and `export`
+//! (-> `buffer`, `device`); `irq` -> `device`. The leaves `raw`, `split`, `regs` and `uapi` (used
+//! by `file` only) import no driver module.
 
 mod buffer;
 mod device;
 mod driver;
 mod engine;
+mod export;
 mod file;
 mod irq;
 mod raw;
@@ -60,6 +63,8 @@ kernel::module_pci_driver! {
     authors: ["edu-dma developers"],
     description: "DMA driver for QEMU's edu PCI device",
     license: "GPL v2",
+    // dma-buf export (`raw::dmabuf`): `dma_buf_export` and friends are in this namespace.
+    imports_ns: ["DMA_BUF"],
     params: {
         timeout_ms: u32 {
             default: 1000,

@@ -4,16 +4,24 @@
 //! and read/write of the device window by zero-copy DMA (the file position is the window offset).
 //!
 //! Errno conventions (see `include/uapi/linux/edu_dma.h`): `ENOTTY` unknown ioctl, `EFAULT` bad
-//! pointers or unpinnable memory, `EINVAL` bad flags, reserved fields and ranges, `ENOENT` unknown
-//! handle, `EOVERFLOW` factorial above 12, `E2BIG` copy above `COPY_MAX`, `ENODEV` after unbind,
-//! `EINTR` a signal ended a wait. A wait that only task work broke (io_uring's `TWA_SIGNAL`, no
-//! signal) ends in `ERESTARTSYS` instead (`raw::signal::interrupted`), and the call restarts from
-//! its arguments: FACTORIAL, XFER and USER_XFER repeat the same transfer, COPY copies again from
-//! the start (its `done` is reset), and read/write restart only when no byte moved (after progress
-//! they return the count, as for any error).
+//! pointers or unpinnable memory, `EINVAL` bad flags, reserved fields and ranges (and the export
+//! of a coherent buffer), `ENOENT` unknown handle, `EOVERFLOW` factorial above 12, `E2BIG` copy
+//! above `COPY_MAX`, `ENODEV` after unbind, `EINTR` a signal ended a wait. A wait that only task
+//! work broke (io_uring's `TWA_SIGNAL`, no signal) ends in `ERESTARTSYS` instead
+//! (`raw::signal::interrupted`), and the call restarts from its arguments: FACTORIAL, XFER and
+//! USER_XFER repeat the same transfer, COPY copies again from the start (its `done` is reset), and
+//! read/write restart only when no byte moved (after progress they return the count, as for any
+//! error).
 
 use kernel::{
     fs::{
+        file::{
+            flags::{
+                O_CLOEXEC,
+                O_RDWR, //
+            },
+            FileDescriptorReservation,
+        },
         File,
         Kiocb, //
     },
@@ -61,9 +69,14 @@ use crate::{
         Live, //
     },
     engine::Dir,
+    export::{
+        self,
+        Access, //
+    },
     raw::{
         cred,
         dma::Owner,
+        dmabuf::DmaBuf,
         gup::Pinned,
         misc::{
             Fops,
@@ -103,6 +116,7 @@ uapi_bytes!(
     EduDmaFactorial,
     EduDmaBufAlloc,
     EduDmaBufFree,
+    EduDmaBufExport,
     EduDmaBufSync,
     EduDmaXfer,
     EduDmaUserXfer,
@@ -172,6 +186,30 @@ fn sync_owner(flags: u32) -> Result<Owner> {
         EDU_DMA_SYNC_FOR_CPU => Ok(Owner::Cpu),
         _ => Err(EINVAL),
     }
+}
+
+/// The export flags are `open(2)`'s own (the header spells their values out).
+const _: () = assert!(EDU_DMA_EXPORT_CLOEXEC == O_CLOEXEC && EDU_DMA_EXPORT_RDWR == O_RDWR);
+
+/// `edu_dma_buf_export.flags`, parsed.
+struct ExportFlags {
+    /// The fd is close-on-exec.
+    cloexec: bool,
+    access: Access,
+}
+
+fn export_flags(flags: u32) -> Result<ExportFlags> {
+    if flags & !(EDU_DMA_EXPORT_CLOEXEC | EDU_DMA_EXPORT_RDWR) != 0 {
+        return Err(EINVAL);
+    }
+    Ok(ExportFlags {
+        cloexec: flags & EDU_DMA_EXPORT_CLOEXEC != 0,
+        access: if flags & EDU_DMA_EXPORT_RDWR != 0 {
+            Access::ReadWrite
+        } else {
+            Access::ReadOnly
+        },
+    })
 }
 
 fn irq_mode(mode: IrqMode) -> u32 {
@@ -342,6 +380,14 @@ impl EduFile {
         // last reference (now, or when a transfer using the buffer ends).
         self.edu.retire(e.buf);
         Ok(())
+    }
+
+    /// A dma-buf of streaming buffer `handle`.
+    fn buf_export(&self, handle: u32, access: Access) -> Result<DmaBuf> {
+        self.edu.bound(|live| {
+            let buf = self.buffer(handle)?;
+            export::export(live, &self.edu, buf, access)
+        })
     }
 
     fn buf_sync(&self, req: &EduDmaBufSync) -> Result {
@@ -547,6 +593,28 @@ impl MiscDevice for EduFile {
                 Ok(0)
             }
             EDU_DMA_IOC_BUF_FREE => with_arg(arg, Out::Never, |r| me.buf_free(r)),
+            EDU_DMA_IOC_BUF_EXPORT => {
+                let (mut reader, mut writer) =
+                    UserSlice::new(UserPtr::from_addr(arg), size_of::<EduDmaBufExport>())
+                        .reader_writer();
+                let mut req: EduDmaBufExport = reader.read()?;
+                let flags = export_flags(req.flags)?;
+                if req.reserved != 0 {
+                    return Err(EINVAL);
+                }
+                let fd = FileDescriptorReservation::get_unused_fd_flags(if flags.cloexec {
+                    O_CLOEXEC
+                } else {
+                    0
+                })?;
+                let dmabuf = me.buf_export(req.handle, flags.access)?;
+                req.fd = i32::try_from(fd.reserved_fd()).map_err(|_| EMFILE)?;
+                // The fd is installed only once the caller can learn it: on `EFAULT` the
+                // reservation and the dma-buf (released with its last reference) both go.
+                writer.write(&req)?;
+                dmabuf.install(fd);
+                Ok(0)
+            }
             EDU_DMA_IOC_BUF_SYNC => with_arg(arg, Out::Never, |r| me.buf_sync(r)),
             EDU_DMA_IOC_XFER => with_arg(arg, Out::Never, |r| me.xfer(r)),
             EDU_DMA_IOC_USER_XFER => with_arg(arg, Out::Never, |r| me.user_xfer(r)),

@@ -3,7 +3,7 @@
  * C shim for edu_dma.ko: kernel APIs that exist only as static inlines (or macros) and have no
  * rust/helpers wrapper in Linux 7.2, so Rust cannot reach them through `kernel::bindings`.
  * Each function is a one-line forwarder; the leaf of src/raw/ that needs it declares it and is
- * its only user (dma.rs, gup.rs, pci.rs, signal.rs).
+ * its only user (dma.rs, dmabuf.rs, gup.rs, pci.rs, signal.rs).
  */
 #include <linux/dma-mapping.h>
 #include <linux/pci.h>
@@ -15,6 +15,11 @@ void edu_dma_sync_single_for_cpu(struct device *dev, dma_addr_t addr, size_t siz
 				 enum dma_data_direction dir);
 void edu_dma_sync_single_for_device(struct device *dev, dma_addr_t addr, size_t size,
 				    enum dma_data_direction dir);
+unsigned int edu_dma_get_max_seg_size(struct device *dev);
+void edu_dma_sync_sgtable_for_cpu(struct device *dev, struct sg_table *sgt,
+				  enum dma_data_direction dir);
+void edu_dma_sync_sgtable_for_device(struct device *dev, struct sg_table *sgt,
+				     enum dma_data_direction dir);
 bool edu_iov_iter_extract_will_pin(const struct iov_iter *iter);
 int edu_pci_domain_nr(struct pci_dev *pdev);
 int edu_task_sigpending(struct task_struct *p);
@@ -34,6 +39,23 @@ void edu_dma_sync_single_for_device(struct device *dev, dma_addr_t addr, size_t 
 				    enum dma_data_direction dir)
 {
 	dma_sync_single_for_device(dev, addr, size, dir);
+}
+
+unsigned int edu_dma_get_max_seg_size(struct device *dev)
+{
+	return dma_get_max_seg_size(dev);
+}
+
+void edu_dma_sync_sgtable_for_cpu(struct device *dev, struct sg_table *sgt,
+				  enum dma_data_direction dir)
+{
+	dma_sync_sgtable_for_cpu(dev, sgt, dir);
+}
+
+void edu_dma_sync_sgtable_for_device(struct device *dev, struct sg_table *sgt,
+				     enum dma_data_direction dir)
+{
+	dma_sync_sgtable_for_device(dev, sgt, dir);
 }
 
 bool edu_iov_iter_extract_will_pin(const struct iov_iter *iter)

@@ -24,6 +24,11 @@ pub const EDU_DMA_BUF_COHERENT: u32 = 1;
 /// Streaming buffer (ordinary pages, streaming DMA API).
 pub const EDU_DMA_BUF_STREAMING: u32 = 2;
 
+/// `edu_dma_buf_export.flags`: close-on-exec dma-buf fd (the value of `O_CLOEXEC`).
+pub const EDU_DMA_EXPORT_CLOEXEC: u32 = 0o2000000;
+/// `edu_dma_buf_export.flags`: writable dma-buf (the value of `O_RDWR`).
+pub const EDU_DMA_EXPORT_RDWR: u32 = 0o2;
+
 /// Sync a streaming buffer range for the device.
 pub const EDU_DMA_SYNC_FOR_DEVICE: u32 = 1;
 /// Sync a streaming buffer range for the CPU.
@@ -119,6 +124,20 @@ pub struct EduDmaBufFree {
     pub handle: u32,
     /// Must be 0.
     pub flags: u32,
+}
+
+/// `struct edu_dma_buf_export`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EduDmaBufExport {
+    /// Handle of a streaming buffer.
+    pub handle: u32,
+    /// `EDU_DMA_EXPORT_*`.
+    pub flags: u32,
+    /// Out: the dma-buf fd.
+    pub fd: i32,
+    /// Must be 0.
+    pub reserved: u32,
 }
 
 /// `struct edu_dma_buf_sync`.
@@ -229,6 +248,12 @@ pub const EDU_DMA_IOC_BUF_ALLOC: u32 = ioc(
 pub const EDU_DMA_IOC_BUF_FREE: u32 = ioc(IOC_WRITE, 0x11, core::mem::size_of::<EduDmaBufFree>());
 /// `EDU_DMA_IOC_BUF_SYNC`.
 pub const EDU_DMA_IOC_BUF_SYNC: u32 = ioc(IOC_WRITE, 0x12, core::mem::size_of::<EduDmaBufSync>());
+/// `EDU_DMA_IOC_BUF_EXPORT`.
+pub const EDU_DMA_IOC_BUF_EXPORT: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    0x13,
+    core::mem::size_of::<EduDmaBufExport>(),
+);
 /// `EDU_DMA_IOC_XFER`.
 pub const EDU_DMA_IOC_XFER: u32 = ioc(IOC_WRITE, 0x20, core::mem::size_of::<EduDmaXfer>());
 /// `EDU_DMA_IOC_USER_XFER`.

@@ -2,7 +2,7 @@
 
 //! The DMA API beyond `kernel::dma::Coherent`: page lists mapped for streaming DMA page by page
 //! with explicit ownership syncs (the pages refcounted apart from their device mappings, which
-//! may end first), scatter-gather tables over pinned user pages, and mmap of coherent
+//! may end first; a dma-buf export shares them too), scatter-gather tables over pinned user pages, and mmap of coherent
 //! memory.
 //!
 //! 7.2 gap: the `kernel` crate has no streaming single-page mapping (`dma_map_page_attrs` plus
@@ -72,8 +72,8 @@ pub(crate) enum Owner {
 }
 
 /// Ordinary zeroed pages, owned together: the memory of a streaming buffer, shared (`Arc`) by
-/// the buffer, its device mappings ([`StreamMap`]) and its user mappings, so that each of them
-/// keeps the pages for as long as it needs them.
+/// the buffer, its device mappings ([`StreamMap`]), its user mappings and the dma-bufs exported
+/// from it (`super::dmabuf`), so that each of them keeps the pages for as long as it needs them.
 pub(crate) struct Pages(KVec<Page>);
 
 impl Pages {
@@ -97,6 +97,16 @@ impl Pages {
     /// The number of pages.
     pub(crate) fn len(&self) -> usize {
         self.0.len()
+    }
+
+    /// Whether there are no pages.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The pages, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Page> {
+        self.0.iter()
     }
 }
 

@@ -8,9 +8,10 @@
 //! header names the gap it fills and where it would live upstream. Only these files call
 //! `kernel::bindings` or the C shim (`shim.c`, for functions that are static inline in C and
 //! have no `rust/helpers` wrapper). They are also the only ones that hand the kernel callbacks
-//! with raw arguments: `misc` (`file_operations`, through `kernel::miscdevice`'s vtable) and
-//! `vm` (the `vm_operations_struct` of fault-mapped VMAs: `fault`, `open`, `close`, with an `Arc`
-//! reference in `vm_private_data`).
+//! with raw arguments: `misc` (`file_operations`, through `kernel::miscdevice`'s vtable), `vm`
+//! (the `vm_operations_struct` of fault-mapped VMAs: `fault`, `open`, `close`, with an `Arc`
+//! reference in `vm_private_data`) and `dmabuf` (the `dma_buf_ops` of exported dma-bufs, with an
+//! `Arc` reference in the dma-buf's and each attachment's `priv`).
 //!
 //! The rest of the driver is safe Rust except where a `kernel` or `raw` API is `unsafe` by
 //! contract, each with its proof: `device.rs` (`as_bound` under the lifetime protocol),
@@ -19,6 +20,7 @@
 
 pub(crate) mod cred;
 pub(crate) mod dma;
+pub(crate) mod dmabuf;
 pub(crate) mod gup;
 pub(crate) mod misc;
 pub(crate) mod pci;

@@ -4,6 +4,8 @@
  * the exact format and order of edu_dma::uapi_layout_report() (userspace-test/edu-dma/src/
  * layout.rs). run.sh diffs the two. Build: cc -I<repo>/include uapi_check.c
  */
+#define _POSIX_C_SOURCE 200809L /* O_CLOEXEC */
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -21,6 +23,11 @@
 	} while (0)
 #define IOCTL(n) printf("%s 0x%08x\n", #n, (unsigned int)(n))
 #define CONST(n) printf("%s %u\n", #n, (unsigned int)(n))
+
+/* The export flags are open(2)'s own: the header spells their values out (no <fcntl.h> in a uapi
+ * header), this checks them against the C library's. */
+_Static_assert(EDU_DMA_EXPORT_CLOEXEC == O_CLOEXEC, "EDU_DMA_EXPORT_CLOEXEC is O_CLOEXEC");
+_Static_assert(EDU_DMA_EXPORT_RDWR == O_RDWR, "EDU_DMA_EXPORT_RDWR is O_RDWR");
 
 int main(void)
 {
@@ -60,6 +67,12 @@ int main(void)
 	STRUCT(edu_dma_buf_free);
 	FIELD(edu_dma_buf_free, handle);
 	FIELD(edu_dma_buf_free, flags);
+
+	STRUCT(edu_dma_buf_export);
+	FIELD(edu_dma_buf_export, handle);
+	FIELD(edu_dma_buf_export, flags);
+	FIELD(edu_dma_buf_export, fd);
+	FIELD(edu_dma_buf_export, reserved);
 
 	STRUCT(edu_dma_buf_sync);
 	FIELD(edu_dma_buf_sync, handle);
@@ -102,6 +115,7 @@ int main(void)
 	IOCTL(EDU_DMA_IOC_BUF_ALLOC);
 	IOCTL(EDU_DMA_IOC_BUF_FREE);
 	IOCTL(EDU_DMA_IOC_BUF_SYNC);
+	IOCTL(EDU_DMA_IOC_BUF_EXPORT);
 	IOCTL(EDU_DMA_IOC_XFER);
 	IOCTL(EDU_DMA_IOC_USER_XFER);
 	IOCTL(EDU_DMA_IOC_COPY);
@@ -113,6 +127,8 @@ int main(void)
 	CONST(EDU_DMA_IRQ_MSI);
 	CONST(EDU_DMA_BUF_COHERENT);
 	CONST(EDU_DMA_BUF_STREAMING);
+	CONST(EDU_DMA_EXPORT_CLOEXEC);
+	CONST(EDU_DMA_EXPORT_RDWR);
 	CONST(EDU_DMA_SYNC_FOR_DEVICE);
 	CONST(EDU_DMA_SYNC_FOR_CPU);
 	CONST(EDU_DMA_TO_DEVICE);

@@ -83,6 +83,31 @@ struct edu_dma_buf_free {
 	__u32 flags;		/* 0 */
 };
 
+/*
+ * edu_dma_buf_export.flags: the open(2) flags of the new dma-buf file, with the values of
+ * O_CLOEXEC and O_RDWR (asm-generic, as on x86; like DRM_CLOEXEC / DRM_RDWR). Without
+ * EDU_DMA_EXPORT_RDWR the dma-buf is read-only (a PROT_WRITE mmap of it gets EACCES).
+ */
+#define EDU_DMA_EXPORT_CLOEXEC	02000000	/* O_CLOEXEC: close-on-exec fd */
+#define EDU_DMA_EXPORT_RDWR	00000002	/* O_RDWR: writable dma-buf */
+
+/*
+ * EDU_DMA_IOC_BUF_EXPORT: a dma-buf fd sharing the pages of a streaming buffer of the file; a
+ * coherent buffer gets EINVAL (its memory may not be pages, see README). The dma-buf holds the
+ * pages and the buffer: it lives while any fd or mapping of it does, whatever happens to the
+ * handle (BUF_FREE), the exporting file (close) or the device (unbind: the memory stays valid,
+ * only the device's own mapping goes). DMA_BUF_IOCTL_SYNC on it hands the buffer between the
+ * CPU and the device like EDU_DMA_IOC_BUF_SYNC does (start: for CPU, end: for device).
+ * ENOENT: unknown handle; EINVAL: coherent buffer, unknown flags, reserved != 0;
+ * EMFILE: no free fd.
+ */
+struct edu_dma_buf_export {
+	__u32 handle;		/* in */
+	__u32 flags;		/* in: EDU_DMA_EXPORT_* */
+	__s32 fd;		/* out: the dma-buf */
+	__u32 reserved;		/* in: 0 */
+};
+
 /* edu_dma_buf_sync.flags: exactly one of these. */
 #define EDU_DMA_SYNC_FOR_DEVICE	1	/* CPU writes done; hand the range to the device */
 #define EDU_DMA_SYNC_FOR_CPU	2	/* device writes done; hand the range back to the CPU */
@@ -161,6 +186,7 @@ struct edu_dma_fault {
 #define EDU_DMA_IOC_BUF_ALLOC	_IOWR(EDU_DMA_IOC_MAGIC, 0x10, struct edu_dma_buf_alloc)
 #define EDU_DMA_IOC_BUF_FREE	_IOW(EDU_DMA_IOC_MAGIC, 0x11, struct edu_dma_buf_free)
 #define EDU_DMA_IOC_BUF_SYNC	_IOW(EDU_DMA_IOC_MAGIC, 0x12, struct edu_dma_buf_sync)
+#define EDU_DMA_IOC_BUF_EXPORT	_IOWR(EDU_DMA_IOC_MAGIC, 0x13, struct edu_dma_buf_export)
 #define EDU_DMA_IOC_XFER	_IOW(EDU_DMA_IOC_MAGIC, 0x20, struct edu_dma_xfer)
 #define EDU_DMA_IOC_USER_XFER	_IOW(EDU_DMA_IOC_MAGIC, 0x21, struct edu_dma_user_xfer)
 #define EDU_DMA_IOC_COPY	_IOWR(EDU_DMA_IOC_MAGIC, 0x22, struct edu_dma_copy)

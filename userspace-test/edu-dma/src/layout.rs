@@ -81,6 +81,16 @@ pub fn uapi_layout_report() -> String {
     struct_layout!(o, "edu_dma_buf_free", EduDmaBufFree { handle, flags });
     struct_layout!(
         o,
+        "edu_dma_buf_export",
+        EduDmaBufExport {
+            handle,
+            flags,
+            fd,
+            reserved,
+        }
+    );
+    struct_layout!(
+        o,
         "edu_dma_buf_sync",
         EduDmaBufSync {
             handle,
@@ -135,6 +145,7 @@ pub fn uapi_layout_report() -> String {
         EDU_DMA_IOC_BUF_ALLOC,
         EDU_DMA_IOC_BUF_FREE,
         EDU_DMA_IOC_BUF_SYNC,
+        EDU_DMA_IOC_BUF_EXPORT,
         EDU_DMA_IOC_XFER,
         EDU_DMA_IOC_USER_XFER,
         EDU_DMA_IOC_COPY,
@@ -148,6 +159,8 @@ pub fn uapi_layout_report() -> String {
         EDU_DMA_IRQ_MSI,
         EDU_DMA_BUF_COHERENT,
         EDU_DMA_BUF_STREAMING,
+        EDU_DMA_EXPORT_CLOEXEC,
+        EDU_DMA_EXPORT_RDWR,
         EDU_DMA_SYNC_FOR_DEVICE,
         EDU_DMA_SYNC_FOR_CPU,
         EDU_DMA_TO_DEVICE,
@@ -181,6 +194,8 @@ mod tests {
         assert_eq!(value(&r, "sizeof edu_dma_buf_alloc"), "32");
         assert_eq!(value(&r, "sizeof edu_dma_buf_free"), "8");
         assert_eq!(value(&r, "sizeof edu_dma_buf_sync"), "24");
+        assert_eq!(value(&r, "sizeof edu_dma_buf_export"), "16");
+        assert_eq!(value(&r, "offsetof edu_dma_buf_export.fd"), "8");
         assert_eq!(value(&r, "sizeof edu_dma_xfer"), "32");
         assert_eq!(value(&r, "sizeof edu_dma_user_xfer"), "24");
         assert_eq!(value(&r, "sizeof edu_dma_copy"), "48");
@@ -201,7 +216,7 @@ mod tests {
     fn ioctl_numbers_match_nix() {
         use nix::{request_code_read as r, request_code_readwrite as rw, request_code_write as w};
         let m = EDU_DMA_IOC_MAGIC as u8;
-        let cases: [(u32, u64); 9] = [
+        let cases: [(u32, u64); 10] = [
             (
                 EDU_DMA_IOC_INFO,
                 r!(m, 0x00, size_of::<EduDmaInfo>()) as u64,
@@ -221,6 +236,10 @@ mod tests {
             (
                 EDU_DMA_IOC_BUF_SYNC,
                 w!(m, 0x12, size_of::<EduDmaBufSync>()) as u64,
+            ),
+            (
+                EDU_DMA_IOC_BUF_EXPORT,
+                rw!(m, 0x13, size_of::<EduDmaBufExport>()) as u64,
             ),
             (
                 EDU_DMA_IOC_XFER,

@@ -13,7 +13,7 @@
 use std::ffi::c_void;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -25,6 +25,7 @@ pub mod uapi;
 #[path = "../../../src/split.rs"]
 pub mod split;
 
+pub mod dmabuf;
 mod layout;
 mod mapping;
 pub mod pattern;
@@ -188,6 +189,7 @@ nix::ioctl_readwrite_bad!(ioc_factorial, EDU_DMA_IOC_FACTORIAL, EduDmaFactorial)
 nix::ioctl_readwrite_bad!(ioc_buf_alloc, EDU_DMA_IOC_BUF_ALLOC, EduDmaBufAlloc);
 nix::ioctl_write_ptr_bad!(ioc_buf_free, EDU_DMA_IOC_BUF_FREE, EduDmaBufFree);
 nix::ioctl_write_ptr_bad!(ioc_buf_sync, EDU_DMA_IOC_BUF_SYNC, EduDmaBufSync);
+nix::ioctl_readwrite_bad!(ioc_buf_export, EDU_DMA_IOC_BUF_EXPORT, EduDmaBufExport);
 nix::ioctl_write_ptr_bad!(ioc_xfer, EDU_DMA_IOC_XFER, EduDmaXfer);
 nix::ioctl_write_ptr_bad!(ioc_user_xfer, EDU_DMA_IOC_USER_XFER, EduDmaUserXfer);
 nix::ioctl_readwrite_bad!(ioc_copy, EDU_DMA_IOC_COPY, EduDmaCopy);
@@ -353,6 +355,26 @@ impl Device {
             offset,
             len,
         })
+    }
+
+    /// `EDU_DMA_IOC_BUF_EXPORT` with the request as given; fills `fd` (which the caller then
+    /// owns).
+    pub fn export_raw(&self, req: &mut EduDmaBufExport) -> io::Result<()> {
+        // SAFETY: `req` is a valid, writable `struct edu_dma_buf_export`.
+        unsafe { ioc_buf_export(self.fd(), req) }?;
+        Ok(())
+    }
+
+    /// A dma-buf fd of streaming buffer `handle`, opened with `flags` (`EDU_DMA_EXPORT_*`).
+    pub fn export(&self, handle: u32, flags: u32) -> io::Result<OwnedFd> {
+        let mut req = EduDmaBufExport {
+            handle,
+            flags,
+            ..Default::default()
+        };
+        self.export_raw(&mut req)?;
+        // SAFETY: on success the driver installed a new fd, owned by nobody else.
+        Ok(unsafe { OwnedFd::from_raw_fd(req.fd) })
     }
 
     /// `EDU_DMA_IOC_XFER` with the request as given.
@@ -652,6 +674,13 @@ impl<'d> Buffer<'d> {
     ) -> io::Result<()> {
         self.dev
             .xfer(self.handle, buf_offset, win_offset, count, dir, timeout_ms)
+    }
+
+    /// A dma-buf fd sharing this (streaming) buffer's pages, read-write and close-on-exec. It
+    /// stays valid after the buffer is freed, the device file closed or the device unbound.
+    pub fn export(&self) -> io::Result<OwnedFd> {
+        self.dev
+            .export(self.handle, EDU_DMA_EXPORT_CLOEXEC | EDU_DMA_EXPORT_RDWR)
     }
 
     /// Frees the handle now, reporting the driver's answer.

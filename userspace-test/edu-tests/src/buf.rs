@@ -7,7 +7,7 @@ use edu_dma::{BufKind, Dir, SyncDir};
 
 use crate::harness::*;
 
-mod zap;
+pub(crate) mod zap;
 
 const KINDS: [BufKind; 2] = [BufKind::Coherent, BufKind::Streaming];
 

@@ -1,4 +1,5 @@
-//! Group `unbind` (opt-in, last): hot unbind with an open file and a live mapping, rebind, and
+//! Group `unbind` (opt-in, last): hot unbind with an open file and a live mapping (and with a live
+//! dma-buf of a buffer, `dmabuf_export`, whose body is in dmabuf.rs), rebind, and
 //! module unload refused while a file is open; `inflight`, an unbind under a running COPY, shares
 //! its body with `unplug.inflight` (harness/inflight.rs). Never unloads the module.
 
@@ -17,6 +18,7 @@ pub fn tests() -> Vec<Test> {
     vec![
         test("unbind_rebind", unbind_rebind),
         test("inflight", || inflight(How::Unbind)),
+        test("dmabuf_export", crate::dmabuf::unbind_export),
         test("rmmod_busy", rmmod_busy),
     ]
 }

@@ -84,14 +84,14 @@ fn dontneed(m: &Mapping, off: usize, len: usize) -> io::Result<()> {
 
 /// `madvise(MADV_DONTNEED)` of `len` bytes at `addr`; `None` when the kernel has no `madvise`
 /// (`CONFIG_ADVISE_SYSCALLS` off: `ENOSYS`), to skip.
-fn probe_dontneed(addr: usize, len: usize) -> Option<io::Result<()>> {
+pub(crate) fn probe_dontneed(addr: usize, len: usize) -> Option<io::Result<()>> {
     match madvise_dontneed(addr, len) {
         Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => None,
         r => Some(r),
     }
 }
 
-const NO_MADVISE: &str = "madvise: ENOSYS (CONFIG_ADVISE_SYSCALLS off)";
+pub(crate) const NO_MADVISE: &str = "madvise: ENOSYS (CONFIG_ADVISE_SYSCALLS off)";
 
 /// Checks the `madvise` result against `zap` (`EINVAL` for [`Zap::Refused`], success else).
 fn expect_madvise(r: io::Result<()>, zap: Zap, what: &str) -> TestResult {
@@ -102,7 +102,7 @@ fn expect_madvise(r: io::Result<()>, zap: Zap, what: &str) -> TestResult {
 }
 
 /// The VMA flags (`/proc/self/smaps` `VmFlags`) of the mapping that starts at `addr`.
-fn vm_flags(addr: usize) -> Result<Vec<String>, String> {
+pub(crate) fn vm_flags(addr: usize) -> Result<Vec<String>, String> {
     let smaps = std::fs::read_to_string("/proc/self/smaps").map_err(|e| format!("smaps: {e}"))?;
     let head = format!("{addr:x}-");
     let mut lines = smaps.lines().skip_while(|l| !l.starts_with(&head));
@@ -128,7 +128,7 @@ fn expect_flag(m: &Mapping, zap: Zap, flag: &str) -> TestResult {
 /// Whether each page of `[addr + off, addr + off + pages * page)` has a page table entry
 /// (`mincore`: for a device file nothing is in a page cache, so 1 means mapped; meaningless for a
 /// `VM_PFNMAP` VMA, which the page walk skips: always 0).
-fn mapped_pages(m: &Mapping, off: usize, pages: usize) -> Result<Vec<bool>, String> {
+pub(crate) fn mapped_pages(m: &Mapping, off: usize, pages: usize) -> Result<Vec<bool>, String> {
     let mut vec = vec![0u8; pages];
     // SAFETY: the range lies in our mapping; `vec` has one byte per page.
     let r = unsafe { libc::mincore(m.as_ptr().add(off).cast(), pages * page(), vec.as_mut_ptr()) };
@@ -200,7 +200,7 @@ fn device_sees(
 
 /// Reads page `i` of `m` in a forked child: `Exited(0)` with the pattern `seed`, `Exited(3)`
 /// with other data, `Signaled(SIGBUS)` when the page cannot be mapped.
-fn child_reads(m: &Mapping, i: usize, seed: u64) -> Result<ChildStatus, String> {
+pub(crate) fn child_reads(m: &Mapping, i: usize, seed: u64) -> Result<ChildStatus, String> {
     let pg = page();
     // SAFETY: page `i` of the mapping, inherited by the child.
     let ptr = unsafe { m.as_ptr().add(i * pg) } as usize;
