@@ -17,6 +17,27 @@
 //!
 //! `failnth.probe` does the same to binding edu-dma1 through sysfs: each failed probe must leave
 //! no `/dev` node, no interrupt and no binding behind, and the next bind works.
+//!
+//! Two kernel paths do not survive an injected failure, so the sweeps keep the fault out of them
+//! with the stack-trace filter (`CONFIG_FAULT_INJECTION_STACKTRACE_FILTER`: no fault is injected,
+//! and no fail-nth count is used, in a stack with a return address in `reject-start..reject-end`;
+//! one range per fault attribute, set on all three, found in `/proc/kallsyms`):
+//! - the entry-point sweep rejects the text of DMA-API debug (`kernel/dma/debug.c`, the span of its
+//!   `debug_dma_*` entry points, through which every allocation of it passes): a failed allocation
+//!   of its bookkeeping (an entry or a cacheline radix-tree node) makes it disable itself for good
+//!   ("DMA-API: cacheline tracking ENOMEM, dma-debug disabled"), entries made before stay behind,
+//!   and the debug boot's DMA-API checks after rmmod would mean nothing;
+//! - the probe sweep rejects `register_irq_proc` (`kernel/irq/proc.c`): `request_irq` of a new
+//!   vector creates `/proc/irq/<N>/*` ignoring each `proc_create` failure, while
+//!   `unregister_irq_proc` (when the vector is freed: unbind, or a failed probe's teardown) removes
+//!   every entry unconditionally and `remove_proc_entry` warns for the missing one
+//!   (`WARNING: fs/proc/generic.c:741`, "name 'affinity_hint'"). A kernel limitation, not a driver
+//!   error path (the failure never reaches the driver); probe makes no DMA-API call, the entry
+//!   points no `/proc/irq` registration, so each sweep needs one range only.
+//!
+//! Both tests set the fault attributes' `verbose` to 0 before the first fault: the framework then
+//! prints nothing (its default, 2, dumps a stack per fault, which the boot would take for a
+//! warning). At the end each checks that DMA-API debug is still enabled.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -49,6 +70,132 @@ const KNOBS: [(&str, &str); 7] = [
     ("fail_page_alloc/verbose", "0"),
     ("fail_usercopy/verbose", "0"),
 ];
+
+/// The fault attributes fail-nth injects through; each has its own stack-trace filter.
+const ATTRS: [&str; 3] = ["failslab", "fail_page_alloc", "fail_usercopy"];
+const DEBUGFS: &str = "/sys/kernel/debug";
+
+// Printed text (errors, diagnostics) names DMA-API debug "dma-debug": the serial log holds the
+// job's output too, and scripts/vm-job fails a boot on any line with "DMA-API".
+
+/// This thread's fail-nth, set up for a sweep (knobs written, stack-trace filter present), or
+/// `None` (the test skips) on a kernel without fault injection, unless the run requires it.
+fn setup() -> Result<Option<FailNth>, String> {
+    let required = std::env::var("EDU_TEST_REQUIRE_FAILNTH").is_ok();
+    let Some(fnth) = FailNth::open()? else {
+        if required {
+            return Err("no /proc/thread-self/fail-nth in a kernel that must have it".into());
+        }
+        skip("no fail-nth (CONFIG_FAULT_INJECTION off)")?;
+        return Ok(None);
+    };
+    if !std::path::Path::new(&format!("{DEBUGFS}/failslab/reject-start")).exists() {
+        if required {
+            return Err(
+                "no stack-trace filter (CONFIG_FAULT_INJECTION_STACKTRACE_FILTER off): \
+                        the sweep would break dma-debug"
+                    .into(),
+            );
+        }
+        skip("no fault-injection stack-trace filter")?;
+        return Ok(None);
+    }
+    for (k, v) in KNOBS {
+        std::fs::write(format!("{DEBUGFS}/{k}"), v).ctx(k)?;
+    }
+    Ok(Some(fnth))
+}
+
+/// The running kernel's text symbols (not modules'), by address, from `/proc/kallsyms`.
+fn kernel_text() -> Result<Vec<(u64, String)>, String> {
+    let s = std::fs::read_to_string("/proc/kallsyms").ctx("/proc/kallsyms")?;
+    let mut syms: Vec<(u64, String)> = s
+        .lines()
+        .filter(|l| !l.contains('['))
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let addr = u64::from_str_radix(w.next()?, 16).ok()?;
+            let kind = w.next()?;
+            let name = w.next()?;
+            matches!(kind, "t" | "T").then(|| (addr, name.to_string()))
+        })
+        .collect();
+    syms.sort();
+    ensure(syms.last().is_some_and(|(a, _)| *a != 0), || {
+        "/proc/kallsyms shows no addresses (kptr_restrict)".into()
+    })?;
+    Ok(syms)
+}
+
+/// `[start, end)`: from the first symbol matching `pred` to the symbol after the last one, or
+/// `None` when no symbol matches (the code is not built in). The symbols of one object file are
+/// contiguous in the kernel's text; a span over 256 KiB means another layout (an error).
+fn text_span(
+    syms: &[(u64, String)],
+    what: &str,
+    pred: impl Fn(&str) -> bool,
+) -> Result<Option<(u64, u64)>, String> {
+    let hits: Vec<usize> = (0..syms.len()).filter(|&i| pred(&syms[i].1)).collect();
+    let (Some(&first), Some(&last)) = (hits.first(), hits.last()) else {
+        return Ok(None);
+    };
+    let start = syms[first].0;
+    let end = syms[last + 1..]
+        .iter()
+        .map(|(a, _)| *a)
+        .find(|&a| a > syms[last].0)
+        .ok_or_else(|| format!("{what}: no symbol after {}", syms[last].1))?;
+    ensure(end - start <= 256 << 10, || {
+        format!("{what}: text span {start:#x}..{end:#x} over 256 KiB")
+    })?;
+    Ok(Some((start, end)))
+}
+
+/// While it lives, no fault is injected in a stack through `[start, end)` (every attribute).
+struct Reject;
+
+impl Reject {
+    fn new(what: &str, range: Option<(u64, u64)>) -> Result<Option<Reject>, String> {
+        let Some((start, end)) = range else {
+            diag(format!(
+                "failnth: no {what} in this kernel, nothing to reject"
+            ));
+            return Ok(None);
+        };
+        // From here on the guard resets what was written, even halfway.
+        let guard = Reject;
+        for a in ATTRS {
+            for (k, v) in [("reject-start", start), ("reject-end", end)] {
+                std::fs::write(format!("{DEBUGFS}/{a}/{k}"), format!("{v:#x}"))
+                    .ctx(format!("{a}/{k}"))?;
+            }
+        }
+        diag(format!(
+            "failnth: no injection in stacks through {what} ({} bytes of text)",
+            end - start
+        ));
+        Ok(Some(guard))
+    }
+}
+
+impl Drop for Reject {
+    fn drop(&mut self) {
+        for a in ATTRS {
+            for k in ["reject-start", "reject-end"] {
+                let _ = std::fs::write(format!("{DEBUGFS}/{a}/{k}"), "0");
+            }
+        }
+    }
+}
+
+/// DMA-API debug is still enabled (nothing in a sweep made it give up).
+fn dma_debug_enabled() -> TestResult {
+    match std::fs::read_to_string(format!("{DEBUGFS}/dma-api/disabled")) {
+        Ok(s) => ensure_eq(s.trim(), "N", "dma-api/disabled"),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("dma-api/disabled: {e}")),
+    }
+}
 
 /// This thread's `/proc/thread-self/fail-nth`.
 struct FailNth(File);
@@ -306,15 +453,15 @@ impl Drop for Mapped {
 }
 
 fn sweep() -> TestResult {
-    let Some(fnth) = FailNth::open()? else {
-        if std::env::var("EDU_TEST_REQUIRE_FAILNTH").is_ok() {
-            return Err("no /proc/thread-self/fail-nth in a kernel that must have it".into());
-        }
-        return skip("no fail-nth (CONFIG_FAULT_INJECTION off)");
+    let Some(fnth) = setup()? else {
+        return Ok(());
     };
-    for (k, v) in KNOBS {
-        std::fs::write(format!("/sys/kernel/debug/{k}"), v).ctx(k)?;
-    }
+    let syms = kernel_text()?;
+    let _reject = Reject::new(
+        "dma-debug (kernel/dma/debug.c)",
+        text_span(&syms, "dma-debug", |n| n.starts_with("debug_dma_"))?,
+    )?;
+    drop(syms);
     let probe = open(0)?;
     let fact = FACTORIALS_10;
     let path = CString::new(DEV).map_err(|e| e.to_string())?;
@@ -476,25 +623,33 @@ fn sweep() -> TestResult {
             |_| Ok(()),
         ));
     }
+    // Disjoint ranges of the user buffer: [10, 6010) to [8212, 14212); the destination starts as
+    // the inverted pattern, so only a copy (the call's or its retry's) makes the check pass.
+    const COPY_SRC: usize = 10;
+    const COPY_DST: usize = 8192 + 20;
+    const COPY_LEN: usize = 6000;
     sweep_one!(entry(
         "ioctl COPY user to user",
-        || fx(BufKind::Streaming),
+        || {
+            let mut f = fx(BufKind::Streaming)?;
+            fill_pattern_inverted(&mut f.user[COPY_DST..COPY_DST + COPY_LEN], 7);
+            Ok(f)
+        },
         |f: &mut Fx| {
-            // Disjoint ranges: [10, 6010) to [8212, 14212).
             let base = f.user.as_ptr() as u64;
             let mut r = EduDmaCopy {
-                src: base + 10,
-                dst: base + 8192 + 20,
-                len: 6000,
+                src: base + COPY_SRC as u64,
+                dst: base + COPY_DST as u64,
+                len: COPY_LEN as u64,
                 ..Default::default()
             };
             ioctl(&f.dev, EDU_DMA_IOC_COPY, &mut r)
         },
         |f| {
-            let want = pattern(6000 + 10, 7);
+            let want = pattern(COPY_SRC + COPY_LEN, 7);
             check_same(
-                &f.user[4096 + 20..4096 + 20 + 6000],
-                &want[10..],
+                &f.user[COPY_DST..COPY_DST + COPY_LEN],
+                &want[COPY_SRC..],
                 "copied bytes",
             )
         },
@@ -599,7 +754,8 @@ fn sweep() -> TestResult {
         "failnth: {} entry points, {total} injection points in all",
         all.len()
     ));
-    ensure(total > 0, || "no injection point reached at all".into())
+    ensure(total > 0, || "no injection point reached at all".into())?;
+    dma_debug_enabled()
 }
 
 /// 10!
@@ -617,12 +773,15 @@ fn edu_irq_lines() -> Result<usize, String> {
 }
 
 fn probe() -> TestResult {
-    let Some(fnth) = FailNth::open()? else {
-        if std::env::var("EDU_TEST_REQUIRE_FAILNTH").is_ok() {
-            return Err("no /proc/thread-self/fail-nth in a kernel that must have it".into());
-        }
-        return skip("no fail-nth (CONFIG_FAULT_INJECTION off)");
+    let Some(fnth) = setup()? else {
+        return Ok(());
     };
+    let syms = kernel_text()?;
+    let _reject = Reject::new(
+        "register_irq_proc (kernel/irq/proc.c)",
+        text_span(&syms, "register_irq_proc", |n| n == "register_irq_proc")?,
+    )?;
+    drop(syms);
     let drv = crate::harness::sysfs::DRIVER;
     let addr = edu1_addr()?;
     let irqs = edu_irq_lines()?;
@@ -680,5 +839,6 @@ fn probe() -> TestResult {
     // The device works after all that.
     let dev = open(1)?;
     ensure_eq(dev.factorial(5).ctx("5! on edu-dma1")?, 120, "5!")?;
-    ensure_eq(edu_irq_lines()?, irqs, "edu_dma interrupts after the sweep")
+    ensure_eq(edu_irq_lines()?, irqs, "edu_dma interrupts after the sweep")?;
+    dma_debug_enabled()
 }
