@@ -42,7 +42,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 
 use edu_dma::uapi::*;
@@ -721,6 +721,66 @@ fn sweep() -> TestResult {
             |_| Ok(()),
         ));
     }
+    sweep_one!(entry(
+        "ioctl BUF_EXPORT",
+        || Ok((fx(BufKind::Streaming)?, EduDmaBufExport::default())),
+        |(f, r): &mut (Fx, EduDmaBufExport)| {
+            *r = EduDmaBufExport {
+                handle: f.handle,
+                flags: EDU_DMA_EXPORT_CLOEXEC | EDU_DMA_EXPORT_RDWR,
+                ..Default::default()
+            };
+            ioctl(&f.dev, EDU_DMA_IOC_BUF_EXPORT, r)
+        },
+        |(_, r)| {
+            ensure(r.fd >= 0, || format!("exported fd {}", r.fd))?;
+            // SAFETY: on success the driver installed this fd for us alone; closed once here.
+            drop(unsafe { OwnedFd::from_raw_fd(r.fd) });
+            Ok(())
+        },
+    ));
+    sweep_one!(entry(
+        "mmap dma-buf",
+        || {
+            let f = fx(BufKind::Streaming)?;
+            let fd = f
+                .dev
+                .export(f.handle, EDU_DMA_EXPORT_CLOEXEC | EDU_DMA_EXPORT_RDWR)
+                .ctx("export")?;
+            Ok((f, fd, None::<usize>))
+        },
+        |(_, fd, at): &mut (Fx, OwnedFd, Option<usize>)| {
+            if let Some(a) = at.take() {
+                munmap(a);
+            }
+            // SAFETY: a new shared mapping of our own dma-buf, placed by the kernel.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    8192,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    fd.as_raw_fd(),
+                    0,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                return Err(io::Error::last_os_error());
+            }
+            *at = Some(p as usize);
+            Ok(())
+        },
+        |(_, _, at)| {
+            let a = at.take().ok_or("no mapping")?;
+            // SAFETY: `a` is our fresh 8 KiB mapping of the dma-buf, used here only.
+            let b = unsafe {
+                std::ptr::write_volatile((a + 4097) as *mut u8, 0xc3);
+                std::ptr::read_volatile((a + 4097) as *const u8)
+            };
+            munmap(a);
+            ensure_eq(b, 0xc3, "byte through the dma-buf mapping")
+        },
+    ));
     sweep_one!(entry(
         "close with buffers",
         || {
