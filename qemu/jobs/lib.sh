@@ -41,3 +41,21 @@ disk_mount() {
     mkdir -p /mnt
     t disk-mounted 'mount -t ext4 /dev/vda /mnt && [ "$(cat /sys/block/vdb/serial)" = edu-scratch ]'
 }
+
+# leak_checks: after the debug boots' suites. rmmod, then both leak detectors must still be on (a
+# detector that gave up, kmemleak refusing a scan or DMA-API debug reading disabled, would pass
+# the checks after it without looking), then no leak of edu_dma, no DMA-API error and no mapping
+# left of either edu device.
+leak_checks() {
+    t rmmod-debug 'rmmod edu_dma'
+    t kmemleak-enabled 'echo scan > /sys/kernel/debug/kmemleak'
+    sleep 2; echo scan > /sys/kernel/debug/kmemleak
+    cat /sys/kernel/debug/kmemleak > /tmp/leaks
+    if grep -q edu_dma /tmp/leaks; then echo 'not ok kmemleak-clean'; cat /tmp/leaks; else echo 'ok kmemleak-clean'; fi
+    d=$(cat /sys/kernel/debug/dma-api/disabled)
+    if [ "$d" = N ]; then echo 'ok dma-api-enabled'; else echo "not ok dma-api-enabled - disabled: $d"; fi
+    e=$(cat /sys/kernel/debug/dma-api/error_count)
+    if [ "$e" = 0 ]; then echo 'ok dma-api-error-count-zero'; else echo "not ok dma-api-error-count-zero - $e"; fi
+    n=$(grep -cE ' 0000:00:0[34].0 ' /sys/kernel/debug/dma-api/dump)
+    if [ "$n" = 0 ]; then echo 'ok dma-api-no-mapping-left'; else echo "not ok dma-api-no-mapping-left - $n"; fi
+}
