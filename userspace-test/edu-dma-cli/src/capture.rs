@@ -14,6 +14,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::mpsc;
@@ -37,6 +38,8 @@ pub struct Job<'a> {
     pub buffer_size: u64,
     pub verify: bool,
     pub progress: bool,
+    /// capture: `fallocate` the whole file first (no block allocation at each write).
+    pub prealloc: bool,
 }
 
 /// The figures of a finished run.
@@ -44,6 +47,30 @@ pub struct Figures {
     pub bytes: u64,
     pub secs: f64,
     pub commands: u64,
+    /// Where capture's time went (replay: `None`).
+    pub phases: Option<Phases>,
+}
+
+/// Capture's time by phase (guest `CLOCK_MONOTONIC`, s), measured by each thread around its
+/// calls: the filling thread's and the writing thread's sums each add up to about `secs`.
+#[derive(Default, Clone, Copy)]
+pub struct Phases {
+    /// Filling thread: waiting for a buffer the disk is done with (the device idles meanwhile).
+    pub fill_wait: f64,
+    /// Filling thread: `SYNC_FOR_DEVICE` + `SYNC_FOR_CPU`.
+    pub sync: f64,
+    /// Filling thread: the `XFER` commands (device time: 100 ms each, plus the driver's part).
+    pub xfer: f64,
+    /// Writing thread: waiting for a full buffer.
+    pub write_wait: f64,
+    /// Writing thread: the `O_DIRECT` writes, their number and the longest.
+    pub write: f64,
+    pub writes: u64,
+    pub write_max: f64,
+    /// Writing thread: preallocating the file (`fallocate`, with `--prealloc`).
+    pub prealloc: f64,
+    /// Writing thread: the final `fsync`.
+    pub fsync: f64,
 }
 
 impl Figures {
@@ -143,29 +170,62 @@ pub fn capture(dev: &Device, job: &Job<'_>) -> Result<Figures, String> {
         let _ = free_tx.send(slot);
     }
     let mut commands = 0;
-    std::thread::scope(|s| -> Result<(), String> {
-        let writer = s.spawn(move || -> Result<(), String> {
+    let mut fill = Phases::default();
+    let size = job.size;
+    let prealloc = job.prealloc;
+    let written = std::thread::scope(|s| -> Result<Phases, String> {
+        let writer = s.spawn(move || -> Result<Phases, String> {
+            let mut ph = Phases::default();
+            if prealloc {
+                let t = Instant::now();
+                // SAFETY: a plain syscall on an open file descriptor.
+                let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, size as libc::off_t) };
+                if r != 0 {
+                    return Err(err("fallocate", io::Error::last_os_error()));
+                }
+                ph.prealloc = t.elapsed().as_secs_f64();
+            }
+            let mut t = Instant::now();
             for (slot, off, len) in full_rx {
+                ph.write_wait += t.elapsed().as_secs_f64();
                 let data = maps.get(slot).ok_or("bad slot")?;
+                let w = Instant::now();
                 file.write_all_at(&data[..len as usize], off)
                     .map_err(|e| err("O_DIRECT write", e))?;
+                let took = w.elapsed().as_secs_f64();
+                ph.write += took;
+                ph.writes += 1;
+                ph.write_max = ph.write_max.max(took);
                 // The disk is done with the pages: the device may fill them again.
                 let _ = free_tx.send(slot);
+                t = Instant::now();
             }
-            file.sync_all().map_err(|e| err("fsync", e))
+            ph.write_wait += t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            file.sync_all().map_err(|e| err("fsync", e))?;
+            ph.fsync = t.elapsed().as_secs_f64();
+            Ok(ph)
         });
-        let mut fill = || -> Result<(), String> {
+        let mut run_fill = || -> Result<(), String> {
             for (off, len) in chunks(job.size, job.buffer_size) {
+                let t = Instant::now();
                 let slot = free_rx
                     .recv()
                     .map_err(|_| "the writer stopped".to_string())?;
+                fill.fill_wait += t.elapsed().as_secs_f64();
                 let b = &bufs[slot];
+                let t = Instant::now();
                 b.sync(0, len, SyncDir::ForDevice)
                     .map_err(|e| err("sync", e))?;
+                fill.sync += t.elapsed().as_secs_f64();
+                let t = Instant::now();
                 commands += through_window(b, len, Dir::FromDevice)
                     .map_err(|e| err("xfer from device", e))?;
+                fill.xfer += t.elapsed().as_secs_f64();
+                let t = Instant::now();
                 b.sync(0, len, SyncDir::ForCpu)
                     .map_err(|e| err("sync", e))?;
+                fill.sync += t.elapsed().as_secs_f64();
                 full_tx
                     .send((slot, off, len))
                     .map_err(|_| "the writer stopped".to_string())?;
@@ -173,7 +233,7 @@ pub fn capture(dev: &Device, job: &Job<'_>) -> Result<Figures, String> {
             }
             Ok(())
         };
-        let filled = fill();
+        let filled = run_fill();
         drop(full_tx);
         let written = writer
             .join()
@@ -189,6 +249,12 @@ pub fn capture(dev: &Device, job: &Job<'_>) -> Result<Figures, String> {
         bytes: job.size,
         secs,
         commands,
+        phases: Some(Phases {
+            fill_wait: fill.fill_wait,
+            sync: fill.sync,
+            xfer: fill.xfer,
+            ..written
+        }),
     })
 }
 
@@ -306,6 +372,7 @@ pub fn replay(dev: &Device, job: &Job<'_>) -> Result<Figures, String> {
         bytes: job.size,
         secs: start.elapsed().as_secs_f64(),
         commands,
+        phases: None,
     })
 }
 

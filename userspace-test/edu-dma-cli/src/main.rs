@@ -73,6 +73,12 @@ enum Cmd {
         /// Read the file back and check every byte against the window's pattern.
         #[arg(long)]
         verify: bool,
+        /// Preallocate the whole file (fallocate) before the first write.
+        #[arg(long)]
+        prealloc: bool,
+        /// Also print where the time went (waits, DMA commands, writes, fsync).
+        #[arg(long)]
+        timings: bool,
     },
     /// The reverse of capture: O_DIRECT reads of a file into the ring -> the device's window.
     Replay {
@@ -196,6 +202,8 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             size,
             ring,
             verify,
+            prealloc,
+            timings,
         } => {
             let dev = Device::open(&cli.dev).op("open")?;
             let job = capture::Job {
@@ -205,9 +213,26 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 buffer_size: ring.buffer_size,
                 verify: *verify,
                 progress: !ring.quiet,
+                prealloc: *prealloc,
             };
             let f = capture::capture(&dev, &job).or_else(|m| fail("capture", m))?;
             report("capture", &f, *verify);
+            if let (true, Some(p)) = (*timings, f.phases) {
+                println!(
+                    "capture timings: fill thread: waiting for a free buffer {:.3} s, sync {:.3} s, \
+                     xfer {:.3} s; writer: waiting for a full buffer {:.3} s, prealloc {:.3} s, \
+                     {} writes {:.3} s (longest {:.1} ms), fsync {:.3} s",
+                    p.fill_wait,
+                    p.sync,
+                    p.xfer,
+                    p.write_wait,
+                    p.prealloc,
+                    p.writes,
+                    p.write,
+                    p.write_max * 1e3,
+                    p.fsync
+                );
+            }
             Ok(())
         }
         Cmd::Replay {
@@ -223,6 +248,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 buffer_size: ring.buffer_size,
                 verify: *verify,
                 progress: !ring.quiet,
+                prealloc: false,
             };
             let f = capture::replay(&dev, &job).or_else(|m| fail("replay", m))?;
             report("replay", &f, *verify);
