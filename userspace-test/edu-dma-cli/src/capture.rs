@@ -17,6 +17,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -40,6 +41,33 @@ pub struct Job<'a> {
     pub progress: bool,
     /// capture: `fallocate` the whole file first (no block allocation at each write).
     pub prealloc: bool,
+    /// capture: a third thread keeps a CPU busy while a disk write is outstanding (see
+    /// [`Spinner`]).
+    pub spin: bool,
+}
+
+/// Keeps a CPU busy while the writer waits for the disk. Under QEMU's `-icount sleep=off` clock
+/// an idle guest's time jumps to its next timer: while the device runs a command that is at most
+/// 100 ms ahead, but with the filling thread blocked (every buffer at the disk) and nothing but
+/// the host's disk I/O pending, the clock jumps to whatever timer a tickless kernel has next,
+/// seconds away, and the host's milliseconds of disk time count as that much guest time. A busy
+/// CPU makes guest time advance by instructions instead while the disk works.
+struct Spinner {
+    writing: AtomicBool,
+    done: AtomicBool,
+}
+
+impl Spinner {
+    /// The spinning thread's loop: spins while `writing`, parks otherwise (the writer unparks).
+    fn run(&self) {
+        while !self.done.load(Ordering::Acquire) {
+            if self.writing.load(Ordering::Acquire) {
+                std::hint::spin_loop();
+            } else {
+                std::thread::park();
+            }
+        }
+    }
 }
 
 /// The figures of a finished run.
@@ -173,7 +201,14 @@ pub fn capture(dev: &Device, job: &Job<'_>) -> Result<Figures, String> {
     let mut fill = Phases::default();
     let size = job.size;
     let prealloc = job.prealloc;
+    let spinner = Spinner {
+        writing: AtomicBool::new(false),
+        done: AtomicBool::new(false),
+    };
     let written = std::thread::scope(|s| -> Result<Phases, String> {
+        let spin = job.spin.then(|| s.spawn(|| spinner.run()));
+        let spin_thread = spin.as_ref().map(|h| h.thread().clone());
+        let spinner = &spinner;
         let writer = s.spawn(move || -> Result<Phases, String> {
             let mut ph = Phases::default();
             if prealloc {
@@ -190,8 +225,13 @@ pub fn capture(dev: &Device, job: &Job<'_>) -> Result<Figures, String> {
                 ph.write_wait += t.elapsed().as_secs_f64();
                 let data = maps.get(slot).ok_or("bad slot")?;
                 let w = Instant::now();
-                file.write_all_at(&data[..len as usize], off)
-                    .map_err(|e| err("O_DIRECT write", e))?;
+                if let Some(t) = &spin_thread {
+                    spinner.writing.store(true, Ordering::Release);
+                    t.unpark();
+                }
+                let wrote = file.write_all_at(&data[..len as usize], off);
+                spinner.writing.store(false, Ordering::Release);
+                wrote.map_err(|e| err("O_DIRECT write", e))?;
                 let took = w.elapsed().as_secs_f64();
                 ph.write += took;
                 ph.writes += 1;
@@ -235,10 +275,13 @@ pub fn capture(dev: &Device, job: &Job<'_>) -> Result<Figures, String> {
         };
         let filled = run_fill();
         drop(full_tx);
-        let written = writer
-            .join()
-            .map_err(|_| "the writer panicked".to_string())?;
-        filled.and(written)
+        let written = writer.join().map_err(|_| "the writer panicked".to_string());
+        spinner.done.store(true, Ordering::Release);
+        if let Some(h) = spin {
+            h.thread().unpark();
+            h.join().map_err(|_| "the spinner panicked".to_string())?;
+        }
+        filled.and(written?)
     })?;
     let secs = start.elapsed().as_secs_f64();
     bar.finish_and_clear();

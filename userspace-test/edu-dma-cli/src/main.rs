@@ -79,6 +79,10 @@ enum Cmd {
         /// Also print where the time went (waits, DMA commands, writes, fsync).
         #[arg(long)]
         timings: bool,
+        /// Keep a CPU busy while a disk write is outstanding (for an emulated clock that skips
+        /// idle time: QEMU's -icount sleep=off).
+        #[arg(long)]
+        spin: bool,
     },
     /// The reverse of capture: O_DIRECT reads of a file into the ring -> the device's window.
     Replay {
@@ -204,6 +208,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             verify,
             prealloc,
             timings,
+            spin,
         } => {
             let dev = Device::open(&cli.dev).op("open")?;
             let job = capture::Job {
@@ -214,14 +219,15 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 verify: *verify,
                 progress: !ring.quiet,
                 prealloc: *prealloc,
+                spin: *spin,
             };
             let f = capture::capture(&dev, &job).or_else(|m| fail("capture", m))?;
             report("capture", &f, *verify);
             if let (true, Some(p)) = (*timings, f.phases) {
+                // Guest seconds (write_max: the longest write), key=value for scripts.
                 println!(
-                    "capture timings: fill thread: waiting for a free buffer {:.3} s, sync {:.3} s, \
-                     xfer {:.3} s; writer: waiting for a full buffer {:.3} s, prealloc {:.3} s, \
-                     {} writes {:.3} s (longest {:.1} ms), fsync {:.3} s",
+                    "capture timings: fill_wait={:.3} sync={:.3} xfer={:.3} write_wait={:.3} \
+                     prealloc={:.3} writes={} write={:.3} write_max={:.4} fsync={:.3}",
                     p.fill_wait,
                     p.sync,
                     p.xfer,
@@ -229,7 +235,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                     p.prealloc,
                     p.writes,
                     p.write,
-                    p.write_max * 1e3,
+                    p.write_max,
                     p.fsync
                 );
             }
@@ -249,6 +255,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 verify: *verify,
                 progress: !ring.quiet,
                 prealloc: false,
+                spin: false,
             };
             let f = capture::replay(&dev, &job).or_else(|m| fail("replay", m))?;
             report("replay", &f, *verify);
