@@ -58,16 +58,17 @@ fio_run() {
 # at that block, with a non-zero exit.
 fio_tests() {
     fio_run --output-format=terse --terse-version=3 /mnt/fio/window.fio > /tmp/fio.terse 2> /tmp/fio.err
-    fio_rc=$?
+    echo $? > /tmp/fio.rc
     sed 's/^/# fio: /' /tmp/fio.err
-    for job in $(sed -n 's/^\[\([a-z_]*-[a-z]*\)\]$/\1/p' /mnt/fio/window.fio); do
+    sed -n 's/^\[\([a-z_]*-[a-z]*\)\]$/\1/p' /mnt/fio/window.fio > /tmp/fio.jobs
+    while read -r job; do
         # terse v3: 3;version;job;group;error;read KiB;<40 more read fields>;write KiB;...
         fields=$(grep "^3;fio-[^;]*;$job;" /tmp/fio.terse | cut -d';' -f5,6,47)
         case $job in *write) want="0;4;4" ;; *) want="0;4;0" ;; esac
         [ "$fields" = "$want" ] || echo "# fio job $job: error;read KiB;write KiB = '$fields', want '$want'"
         t "fio.$job" '[ "$fields" = "$want" ]'
-    done
-    t fio.exit-status '[ "$fio_rc" = 0 ]'
+    done < /tmp/fio.jobs
+    t fio.exit-status '[ "$(cat /tmp/fio.rc)" = 0 ]'
     t fio.detects-corruption 'printf X | dd of=/dev/edu-dma0 bs=1 seek=1000 count=1 conv=notrunc 2>/dev/null &&
         ! fio_run --name=corrupt --filename=/dev/edu-dma0 --size=4k --bs=512 --rw=read --verify=crc32c \
             --thread --output=/dev/null > /tmp/fio.bad 2>&1 &&
