@@ -99,6 +99,35 @@ pub struct Phases {
     pub prealloc: f64,
     /// Writing thread: the final `fsync`.
     pub fsync: f64,
+    /// CPU time of the filling and of the writing thread (`RUSAGE_THREAD`, user + system): what
+    /// a CPU copy of the payload would show up in.
+    pub fill_cpu: f64,
+    pub write_cpu: f64,
+    /// Growth of the page cache (`Cached:` of /proc/meminfo) over the run, KiB: `O_DIRECT`
+    /// bypasses it, a buffered write would add the payload.
+    pub cached_kib: i64,
+}
+
+/// CPU time of the calling thread, s.
+fn thread_cpu() -> f64 {
+    // SAFETY: all-zero is a valid `rusage`.
+    let mut r: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `r` is a writable rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut r) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(r.ru_utime) + tv(r.ru_stime)
+}
+
+/// `Cached:` of /proc/meminfo, KiB (0 if unreadable).
+fn page_cache_kib() -> i64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("Cached:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 impl Figures {
@@ -191,6 +220,7 @@ pub fn capture(dev: &Device, job: &Job<'_>) -> Result<Figures, String> {
         .map_err(|e| err("fill the window", e))?;
     let (bufs, maps) = ring(dev, job.buffers, job.buffer_size)?;
     let bar = progress(job);
+    let cached = page_cache_kib();
     let start = Instant::now();
     let (full_tx, full_rx) = mpsc::channel::<(usize, u64, u64)>();
     let (free_tx, free_rx) = mpsc::channel::<usize>();
@@ -211,6 +241,7 @@ pub fn capture(dev: &Device, job: &Job<'_>) -> Result<Figures, String> {
         let spinner = &spinner;
         let writer = s.spawn(move || -> Result<Phases, String> {
             let mut ph = Phases::default();
+            let cpu = thread_cpu();
             if prealloc {
                 let t = Instant::now();
                 // SAFETY: a plain syscall on an open file descriptor.
@@ -244,9 +275,11 @@ pub fn capture(dev: &Device, job: &Job<'_>) -> Result<Figures, String> {
             let t = Instant::now();
             file.sync_all().map_err(|e| err("fsync", e))?;
             ph.fsync = t.elapsed().as_secs_f64();
+            ph.write_cpu = thread_cpu() - cpu;
             Ok(ph)
         });
         let mut run_fill = || -> Result<(), String> {
+            let cpu = thread_cpu();
             for (off, len) in chunks(job.size, job.buffer_size) {
                 let t = Instant::now();
                 let slot = free_rx
@@ -271,6 +304,7 @@ pub fn capture(dev: &Device, job: &Job<'_>) -> Result<Figures, String> {
                     .map_err(|_| "the writer stopped".to_string())?;
                 bar.set_position(off + len);
             }
+            fill.fill_cpu = thread_cpu() - cpu;
             Ok(())
         };
         let filled = run_fill();
@@ -284,6 +318,7 @@ pub fn capture(dev: &Device, job: &Job<'_>) -> Result<Figures, String> {
         filled.and(written?)
     })?;
     let secs = start.elapsed().as_secs_f64();
+    let cached = page_cache_kib() - cached;
     bar.finish_and_clear();
     if job.verify {
         verify_file(job.path, job.size, &window)?;
@@ -296,6 +331,8 @@ pub fn capture(dev: &Device, job: &Job<'_>) -> Result<Figures, String> {
             fill_wait: fill.fill_wait,
             sync: fill.sync,
             xfer: fill.xfer,
+            fill_cpu: fill.fill_cpu,
+            cached_kib: cached,
             ..written
         }),
     })

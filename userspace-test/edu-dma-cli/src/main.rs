@@ -227,7 +227,8 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 // Guest seconds (write_max: the longest write), key=value for scripts.
                 println!(
                     "capture timings: fill_wait={:.3} sync={:.3} xfer={:.3} write_wait={:.3} \
-                     prealloc={:.3} writes={} write={:.3} write_max={:.4} fsync={:.3}",
+                     prealloc={:.3} writes={} write={:.3} write_max={:.4} fsync={:.3} \
+                     fill_cpu={:.3} write_cpu={:.3} cached_kib={}",
                     p.fill_wait,
                     p.sync,
                     p.xfer,
@@ -236,7 +237,10 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                     p.writes,
                     p.write,
                     p.write_max,
-                    p.fsync
+                    p.fsync,
+                    p.fill_cpu,
+                    p.write_cpu,
+                    p.cached_kib
                 );
             }
             Ok(())
