@@ -14,14 +14,34 @@ edu-bench overhead $BENCH_OVERHEAD
 edu-bench latency --samples "$BENCH_LATENCY" --label icount
 edu-bench gup $BENCH_GUP
 # Capture: device -> 4 streaming buffers -> O_DIRECT writes to ext4; its guest time against the
-# device bound (100 ms per 4 KiB command). No CPU touches the payload: the device writes the
-# buffers' pages and the block layer DMAs from those same pages (O_DIRECT pins the mapping).
+# device bound (100 ms per 4 KiB command), and where the time went (--timings: the filling
+# thread's wait for a free buffer is device idle time). Twice: as the tool runs by default, and
+# with --spin, which keeps a CPU busy while a disk write is outstanding: under -icount sleep=off an
+# idle guest's clock jumps to its next timer, so with every buffer at the disk (the host's disk is
+# slower than the emulated device in wall time) the host's milliseconds of disk I/O cost up to
+# seconds of guest time (docs/performance.md, figure 7).
+# No CPU touches the payload: the device writes the buffers' pages and the block layer DMAs from
+# those same pages (O_DIRECT pins the mapping). Shown by the record: the filling and writing
+# threads' CPU time, the page cache's growth (none: O_DIRECT), and the sectors the disk wrote
+# (/sys/block/vda/stat: the payload once, plus ext4's metadata).
 mkdir -p /mnt && mount -t ext4 /dev/vda /mnt || echo "edu-bench: cannot mount the disk" >&2
-if edudma capture --out /mnt/capture --size "$BENCH_CAPTURE" --buffers 4 --verify --quiet > /tmp/cap; then
-    sed -n 's/^capture: \([0-9]*\) bytes verified in \([0-9.]*\) s, \([0-9]*\) DMA commands, [0-9.]* KiB\/s, \([0-9.]*\) of the device bound$/@bench {"kind":"capture","bytes":\1,"secs":\2,"commands":\3,"fraction":\4,"buffers":4}/p' /tmp/cap
-else
-    echo "edu-bench: capture failed: $(cat /tmp/cap)" >&2
-fi
+capture_record() { # capture_record <kind> [edudma capture options]
+    kind=$1; shift
+    w0=$(awk '{print $7}' /sys/block/vda/stat)
+    if edudma capture --out /mnt/capture --size "$BENCH_CAPTURE" --buffers 4 --verify --timings --quiet "$@" > /tmp/cap; then
+        w1=$(awk '{print $7}' /sys/block/vda/stat)
+        sed -n 's/^capture: \([0-9]*\) bytes verified in \([0-9.]*\) s, \([0-9]*\) DMA commands, [0-9.]* KiB\/s, \([0-9.]*\) of the device bound$/\1 \2 \3 \4/p' /tmp/cap > /tmp/cap.fig
+        sed -n 's/^capture timings: //p' /tmp/cap > /tmp/cap.kv
+        read -r bytes secs cmds frac < /tmp/cap.fig
+        kv=$(tr ' ' '\n' < /tmp/cap.kv | sed 's/^\([a-z_]*\)=\(.*\)$/"\1":\2/' | paste -sd, -)
+        echo "@bench {\"kind\":\"$kind\",\"bytes\":$bytes,\"secs\":$secs,\"commands\":$cmds,\"fraction\":$frac,\"buffers\":4,\"options\":\"$*\",\"disk_write_sectors\":$((w1 - w0)),$kv}"
+    else
+        echo "edu-bench: capture failed: $(cat /tmp/cap)" >&2
+    fi
+    rm -f /mnt/capture
+}
+capture_record capture_plain
+capture_record capture --spin
 d=$(find /sys/bus/pci/drivers/edu_dma/ -maxdepth 1 -name '0000:*' | sort | tail -n 1); d=${d##*/}
 echo "$d" > /sys/bus/pci/drivers/edu_dma/unbind
 echo dma_map_benchmark > "/sys/bus/pci/devices/$d/driver_override"

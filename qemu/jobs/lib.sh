@@ -59,3 +59,36 @@ leak_checks() {
     n=$(grep -cE ' 0000:00:0[34].0 ' /sys/kernel/debug/dma-api/dump)
     if [ "$n" = 0 ]; then echo 'ok dma-api-no-mapping-left'; else echo "not ok dma-api-no-mapping-left - $n"; fi
 }
+
+# fio_run <fio arguments>: Debian's fio from the disk of `scripts/vm --fio` (mounted at /mnt by
+# disk_mount), started by the loader it was linked with, its libraries beside it, and the SysV
+# shared-memory shim preloaded (the test kernel has no SYSVIPC; qemu/fio/shm.c).
+fio_run() {
+    /mnt/fio/lib/ld-linux-x86-64.so.2 --library-path /mnt/fio/lib --preload /mnt/fio/lib/libedu-shm.so \
+        /mnt/fio/fio "$@"
+}
+
+# fio_tests: fio's jobs on /dev/edu-dma0 (qemu/fio/window.fio), one test line each: fio.<job> is
+# ok when fio reported no error for the job (a failed crc32c verify is its error 84, EILSEQ)
+# and it moved the whole 4 KiB (a write job: 4 KiB written, and 4 KiB read back by its verify
+# phase; a read job: 4 KiB read and checked). fio.exit-status: fio exited 0. Then
+# fio.detects-corruption: one byte of the window changed behind fio's back makes its verify fail
+# at that block, with a non-zero exit.
+fio_tests() {
+    fio_run --output-format=terse --terse-version=3 /mnt/fio/window.fio > /tmp/fio.terse 2> /tmp/fio.err
+    echo $? > /tmp/fio.rc
+    sed 's/^/# fio: /' /tmp/fio.err
+    sed -n 's/^\[\([a-z_]*-[a-z]*\)\]$/\1/p' /mnt/fio/window.fio > /tmp/fio.jobs
+    while read -r job; do
+        # terse v3: 3;version;job;group;error;read KiB;<40 more read fields>;write KiB;...
+        fields=$(grep "^3;fio-[^;]*;$job;" /tmp/fio.terse | cut -d';' -f5,6,47)
+        case $job in *write) want="0;4;4" ;; *) want="0;4;0" ;; esac
+        [ "$fields" = "$want" ] || echo "# fio job $job: error;read KiB;write KiB = '$fields', want '$want'"
+        t "fio.$job" '[ "$fields" = "$want" ]'
+    done < /tmp/fio.jobs
+    t fio.exit-status '[ "$(cat /tmp/fio.rc)" = 0 ]'
+    t fio.detects-corruption 'printf X | dd of=/dev/edu-dma0 bs=1 seek=1000 count=1 conv=notrunc 2>/dev/null &&
+        ! fio_run --name=corrupt --filename=/dev/edu-dma0 --size=4k --bs=512 --rw=read --verify=crc32c \
+            --thread --output=/dev/null > /tmp/fio.bad 2>&1 &&
+        grep -q "verify failed at file /dev/edu-dma0 offset 512, length 512" /tmp/fio.bad'
+}

@@ -1,7 +1,8 @@
 # make check, MSI boot: the whole suite (exhaustive sizes) with MSI, onward zero-copy I/O from the
 # mappings (O_DIRECT to ext4 and a raw disk, MSG_ZEROCOPY, vmsplice, io_uring), real clients (dd,
-# cat, head) on the node, unbind with files open, rmmod.
-# vm: --disk
+# cat, head; fio with its psync, libaio and io_uring engines) on the node, unbind with files open,
+# rmmod.
+# vm: --fio
 bound_to_both
 EDU_TEST_EXHAUSTIVE=1 EDU_TEST_EXPECT_IRQ=msi edu-tests --group all
 disk_mount
@@ -10,6 +11,8 @@ edu-tests --group onward
 t capture-verify 'edudma capture --out /mnt/capture --size 256K --buffers 4 --buffer-size 16K --verify --quiet > /tmp/cap; r=$?; sed "s/^/# /" /tmp/cap; [ $r = 0 ] && grep -q "^capture: 262144 bytes verified" /tmp/cap'
 t replay-verify 'edudma replay --in /mnt/capture --buffers 4 --buffer-size 16K --verify --quiet > /tmp/rep; r=$?; sed "s/^/# /" /tmp/rep; [ $r = 0 ] && grep -q "^replay: 262144 bytes verified" /tmp/rep'
 t capture-size-not-4k-refused '! edudma capture --out /mnt/bad --size 1000 --quiet 2> /tmp/e && grep -q "multiple of 4096" /tmp/e'
+# fio (Debian's, from the ext4 disk): every engine, sequential and random, writes and reads.
+fio_tests
 head -c 4096 /dev/urandom > /tmp/pat
 t dd-write-read 'dd if=/tmp/pat of=/dev/edu-dma0 bs=4096 count=1 2>/dev/null && dd if=/dev/edu-dma0 of=/tmp/back 2>/dev/null && cmp /tmp/pat /tmp/back'
 t cat-reads-window 'cat /dev/edu-dma0 | cmp - /tmp/pat'

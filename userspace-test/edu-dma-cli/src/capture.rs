@@ -14,8 +14,10 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -37,6 +39,35 @@ pub struct Job<'a> {
     pub buffer_size: u64,
     pub verify: bool,
     pub progress: bool,
+    /// capture: `fallocate` the whole file first (no block allocation at each write).
+    pub prealloc: bool,
+    /// capture: a third thread keeps a CPU busy while a disk write is outstanding (see
+    /// [`Spinner`]).
+    pub spin: bool,
+}
+
+/// Keeps a CPU busy while the writer waits for the disk. Under QEMU's `-icount sleep=off` clock
+/// an idle guest's time jumps to its next timer: while the device runs a command that is at most
+/// 100 ms ahead, but with the filling thread blocked (every buffer at the disk) and nothing but
+/// the host's disk I/O pending, the clock jumps to whatever timer a tickless kernel has next,
+/// seconds away, and the host's milliseconds of disk time count as that much guest time. A busy
+/// CPU makes guest time advance by instructions instead while the disk works.
+struct Spinner {
+    writing: AtomicBool,
+    done: AtomicBool,
+}
+
+impl Spinner {
+    /// The spinning thread's loop: spins while `writing`, parks otherwise (the writer unparks).
+    fn run(&self) {
+        while !self.done.load(Ordering::Acquire) {
+            if self.writing.load(Ordering::Acquire) {
+                std::hint::spin_loop();
+            } else {
+                std::thread::park();
+            }
+        }
+    }
 }
 
 /// The figures of a finished run.
@@ -44,6 +75,59 @@ pub struct Figures {
     pub bytes: u64,
     pub secs: f64,
     pub commands: u64,
+    /// Where capture's time went (replay: `None`).
+    pub phases: Option<Phases>,
+}
+
+/// Capture's time by phase (guest `CLOCK_MONOTONIC`, s), measured by each thread around its
+/// calls: the filling thread's and the writing thread's sums each add up to about `secs`.
+#[derive(Default, Clone, Copy)]
+pub struct Phases {
+    /// Filling thread: waiting for a buffer the disk is done with (the device idles meanwhile).
+    pub fill_wait: f64,
+    /// Filling thread: `SYNC_FOR_DEVICE` + `SYNC_FOR_CPU`.
+    pub sync: f64,
+    /// Filling thread: the `XFER` commands (device time: 100 ms each, plus the driver's part).
+    pub xfer: f64,
+    /// Writing thread: waiting for a full buffer.
+    pub write_wait: f64,
+    /// Writing thread: the `O_DIRECT` writes, their number and the longest.
+    pub write: f64,
+    pub writes: u64,
+    pub write_max: f64,
+    /// Writing thread: preallocating the file (`fallocate`, with `--prealloc`).
+    pub prealloc: f64,
+    /// Writing thread: the final `fsync`.
+    pub fsync: f64,
+    /// CPU time of the filling and of the writing thread (`RUSAGE_THREAD`, user + system): what
+    /// a CPU copy of the payload would show up in.
+    pub fill_cpu: f64,
+    pub write_cpu: f64,
+    /// Growth of the page cache (`Cached:` of /proc/meminfo) over the run, KiB: `O_DIRECT`
+    /// bypasses it, a buffered write would add the payload.
+    pub cached_kib: i64,
+}
+
+/// CPU time of the calling thread, s.
+fn thread_cpu() -> f64 {
+    // SAFETY: all-zero is a valid `rusage`.
+    let mut r: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `r` is a writable rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut r) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(r.ru_utime) + tv(r.ru_stime)
+}
+
+/// `Cached:` of /proc/meminfo, KiB (0 if unreadable).
+fn page_cache_kib() -> i64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("Cached:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 impl Figures {
@@ -136,6 +220,7 @@ pub fn capture(dev: &Device, job: &Job<'_>) -> Result<Figures, String> {
         .map_err(|e| err("fill the window", e))?;
     let (bufs, maps) = ring(dev, job.buffers, job.buffer_size)?;
     let bar = progress(job);
+    let cached = page_cache_kib();
     let start = Instant::now();
     let (full_tx, full_rx) = mpsc::channel::<(usize, u64, u64)>();
     let (free_tx, free_rx) = mpsc::channel::<usize>();
@@ -143,44 +228,97 @@ pub fn capture(dev: &Device, job: &Job<'_>) -> Result<Figures, String> {
         let _ = free_tx.send(slot);
     }
     let mut commands = 0;
-    std::thread::scope(|s| -> Result<(), String> {
-        let writer = s.spawn(move || -> Result<(), String> {
+    let mut fill = Phases::default();
+    let size = job.size;
+    let prealloc = job.prealloc;
+    let spinner = Spinner {
+        writing: AtomicBool::new(false),
+        done: AtomicBool::new(false),
+    };
+    let written = std::thread::scope(|s| -> Result<Phases, String> {
+        let spin = job.spin.then(|| s.spawn(|| spinner.run()));
+        let spin_thread = spin.as_ref().map(|h| h.thread().clone());
+        let spinner = &spinner;
+        let writer = s.spawn(move || -> Result<Phases, String> {
+            let mut ph = Phases::default();
+            let cpu = thread_cpu();
+            if prealloc {
+                let t = Instant::now();
+                // SAFETY: a plain syscall on an open file descriptor.
+                let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, size as libc::off_t) };
+                if r != 0 {
+                    return Err(err("fallocate", io::Error::last_os_error()));
+                }
+                ph.prealloc = t.elapsed().as_secs_f64();
+            }
+            let mut t = Instant::now();
             for (slot, off, len) in full_rx {
+                ph.write_wait += t.elapsed().as_secs_f64();
                 let data = maps.get(slot).ok_or("bad slot")?;
-                file.write_all_at(&data[..len as usize], off)
-                    .map_err(|e| err("O_DIRECT write", e))?;
+                let w = Instant::now();
+                if let Some(t) = &spin_thread {
+                    spinner.writing.store(true, Ordering::Release);
+                    t.unpark();
+                }
+                let wrote = file.write_all_at(&data[..len as usize], off);
+                spinner.writing.store(false, Ordering::Release);
+                wrote.map_err(|e| err("O_DIRECT write", e))?;
+                let took = w.elapsed().as_secs_f64();
+                ph.write += took;
+                ph.writes += 1;
+                ph.write_max = ph.write_max.max(took);
                 // The disk is done with the pages: the device may fill them again.
                 let _ = free_tx.send(slot);
+                t = Instant::now();
             }
-            file.sync_all().map_err(|e| err("fsync", e))
+            ph.write_wait += t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            file.sync_all().map_err(|e| err("fsync", e))?;
+            ph.fsync = t.elapsed().as_secs_f64();
+            ph.write_cpu = thread_cpu() - cpu;
+            Ok(ph)
         });
-        let mut fill = || -> Result<(), String> {
+        let mut run_fill = || -> Result<(), String> {
+            let cpu = thread_cpu();
             for (off, len) in chunks(job.size, job.buffer_size) {
+                let t = Instant::now();
                 let slot = free_rx
                     .recv()
                     .map_err(|_| "the writer stopped".to_string())?;
+                fill.fill_wait += t.elapsed().as_secs_f64();
                 let b = &bufs[slot];
+                let t = Instant::now();
                 b.sync(0, len, SyncDir::ForDevice)
                     .map_err(|e| err("sync", e))?;
+                fill.sync += t.elapsed().as_secs_f64();
+                let t = Instant::now();
                 commands += through_window(b, len, Dir::FromDevice)
                     .map_err(|e| err("xfer from device", e))?;
+                fill.xfer += t.elapsed().as_secs_f64();
+                let t = Instant::now();
                 b.sync(0, len, SyncDir::ForCpu)
                     .map_err(|e| err("sync", e))?;
+                fill.sync += t.elapsed().as_secs_f64();
                 full_tx
                     .send((slot, off, len))
                     .map_err(|_| "the writer stopped".to_string())?;
                 bar.set_position(off + len);
             }
+            fill.fill_cpu = thread_cpu() - cpu;
             Ok(())
         };
-        let filled = fill();
+        let filled = run_fill();
         drop(full_tx);
-        let written = writer
-            .join()
-            .map_err(|_| "the writer panicked".to_string())?;
-        filled.and(written)
+        let written = writer.join().map_err(|_| "the writer panicked".to_string());
+        spinner.done.store(true, Ordering::Release);
+        if let Some(h) = spin {
+            h.thread().unpark();
+            h.join().map_err(|_| "the spinner panicked".to_string())?;
+        }
+        filled.and(written?)
     })?;
     let secs = start.elapsed().as_secs_f64();
+    let cached = page_cache_kib() - cached;
     bar.finish_and_clear();
     if job.verify {
         verify_file(job.path, job.size, &window)?;
@@ -189,6 +327,14 @@ pub fn capture(dev: &Device, job: &Job<'_>) -> Result<Figures, String> {
         bytes: job.size,
         secs,
         commands,
+        phases: Some(Phases {
+            fill_wait: fill.fill_wait,
+            sync: fill.sync,
+            xfer: fill.xfer,
+            fill_cpu: fill.fill_cpu,
+            cached_kib: cached,
+            ..written
+        }),
     })
 }
 
@@ -306,6 +452,7 @@ pub fn replay(dev: &Device, job: &Job<'_>) -> Result<Figures, String> {
         bytes: job.size,
         secs: start.elapsed().as_secs_f64(),
         commands,
+        phases: None,
     })
 }
 

@@ -73,6 +73,16 @@ enum Cmd {
         /// Read the file back and check every byte against the window's pattern.
         #[arg(long)]
         verify: bool,
+        /// Preallocate the whole file (fallocate) before the first write.
+        #[arg(long)]
+        prealloc: bool,
+        /// Also print where the time went (waits, DMA commands, writes, fsync).
+        #[arg(long)]
+        timings: bool,
+        /// Keep a CPU busy while a disk write is outstanding (for an emulated clock that skips
+        /// idle time: QEMU's -icount sleep=off).
+        #[arg(long)]
+        spin: bool,
     },
     /// The reverse of capture: O_DIRECT reads of a file into the ring -> the device's window.
     Replay {
@@ -196,6 +206,9 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             size,
             ring,
             verify,
+            prealloc,
+            timings,
+            spin,
         } => {
             let dev = Device::open(&cli.dev).op("open")?;
             let job = capture::Job {
@@ -205,9 +218,31 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 buffer_size: ring.buffer_size,
                 verify: *verify,
                 progress: !ring.quiet,
+                prealloc: *prealloc,
+                spin: *spin,
             };
             let f = capture::capture(&dev, &job).or_else(|m| fail("capture", m))?;
             report("capture", &f, *verify);
+            if let (true, Some(p)) = (*timings, f.phases) {
+                // Guest seconds (write_max: the longest write), key=value for scripts.
+                println!(
+                    "capture timings: fill_wait={:.3} sync={:.3} xfer={:.3} write_wait={:.3} \
+                     prealloc={:.3} writes={} write={:.3} write_max={:.4} fsync={:.3} \
+                     fill_cpu={:.3} write_cpu={:.3} cached_kib={}",
+                    p.fill_wait,
+                    p.sync,
+                    p.xfer,
+                    p.write_wait,
+                    p.prealloc,
+                    p.writes,
+                    p.write,
+                    p.write_max,
+                    p.fsync,
+                    p.fill_cpu,
+                    p.write_cpu,
+                    p.cached_kib
+                );
+            }
             Ok(())
         }
         Cmd::Replay {
@@ -223,6 +258,8 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 buffer_size: ring.buffer_size,
                 verify: *verify,
                 progress: !ring.quiet,
+                prealloc: false,
+                spin: false,
             };
             let f = capture::replay(&dev, &job).or_else(|m| fail("replay", m))?;
             report("replay", &f, *verify);

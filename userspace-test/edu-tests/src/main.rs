@@ -7,8 +7,9 @@
 //! Usage: `edu-tests [--filter SUBSTR] [--list] [--group NAME|all]...` with the groups core, buf,
 //! timeouts, user, dmabuf, unbind, stress, unplug, failnth, onward. `all`, the default, is every
 //! group but the opt-in ones (`unbind`, `stress`, `unplug`, `failnth`, `onward`), which must be
-//! asked for by name. `unplug` needs a host that hot-unplugs edu-dma1 when the guest prints
-//! `EDU-UNPLUG-NOW 1` (`scripts/vm --hotplug`); `failnth` a kernel with fault injection (the debug
+//! asked for by name. `unplug` needs a host that hot-unplugs edu-dma<k> when the guest prints
+//! `EDU-UNPLUG-NOW <k>` (`scripts/vm --hotplug 2`, three devices) and the disks of `--disk`;
+//! `failnth` a kernel with fault injection (the debug
 //! kernel); `onward` the two disks of `scripts/vm --disk`, the ext4 one mounted at /mnt (the job's
 //! `disk_mount`).
 
@@ -262,7 +263,10 @@ mod tests {
                 "stress.mem_pressure"
             ]
         );
-        assert_eq!(names(&["unplug"], None), ["unplug.inflight"]);
+        assert_eq!(
+            names(&["unplug"], None),
+            ["unplug.inflight", "unplug.onward_inflight"]
+        );
         assert_eq!(
             names(&["failnth"], None),
             ["failnth.sweep", "failnth.probe"]

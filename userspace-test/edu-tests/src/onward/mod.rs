@@ -15,7 +15,8 @@
 //! - the same clients on a coherent mapping (`VM_IO | VM_PFNMAP`): each fails with the errno the
 //!   kernel's GUP gives (measured: `EFAULT` everywhere), and nothing is left behind.
 //! - `unbind`: edu-dma1 unbound while a `MSG_ZEROCOPY` send, an `O_DIRECT` write and a registered
-//!   io_uring buffer use streaming pages; the data is intact.
+//!   io_uring buffer use streaming pages; the data is intact. The same with a hot unplug is
+//!   `unplug.onward_inflight` ([`unplug_inflight`]).
 //!
 //! `process_vm_readv` on both kinds is `buf.<kind>.gup_process_vm_readv`.
 //!
@@ -37,7 +38,14 @@ use std::path::{Path, PathBuf};
 
 use edu_dma::{BufKind, Buffer, Device, Dir, Mapping, SyncDir};
 
+use crate::harness::inflight::How;
 use crate::harness::*;
+
+/// `unplug.onward_inflight`: edu-dma2 hot-unplugged while the three clients hold streaming pages
+/// of its buffers (see `unbind.rs`). In group `unplug`, whose boot has the disks.
+pub fn unplug_inflight() -> TestResult {
+    unbind::inflight(How::Unplug)
+}
 
 pub fn tests() -> Vec<Test> {
     vec![
@@ -63,7 +71,7 @@ pub fn tests() -> Vec<Test> {
         test("coherent.zerocopy_send", zerocopy::coherent_send),
         test("coherent.vmsplice", splice::coherent),
         test("coherent.uring", uring::coherent),
-        test("unbind_inflight", unbind::inflight),
+        test("unbind_inflight", || unbind::inflight(How::Unbind)),
     ]
 }
 

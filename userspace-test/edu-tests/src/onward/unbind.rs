@@ -1,16 +1,20 @@
-//! edu-dma1 unbound while streaming pages are in use by three clients: a `MSG_ZEROCOPY` send (held
-//! in the socket behind a closed receive window), an `O_DIRECT` write submitted through io_uring
-//! and not yet reaped, and a registered io_uring fixed buffer. Unbind unmaps the buffers from the
-//! device; their pages stay ordinary memory owned by whoever holds them, so every client finishes
-//! with the device's bytes. The checks hold whatever the timing (the `O_DIRECT` write may finish
-//! before or after the unbind; either way it must write the bytes), and the data is verified by
-//! the other device, edu-dma0.
+//! A device going away while streaming pages of its buffers are in use by three clients: a
+//! `MSG_ZEROCOPY` send (held in the socket behind a closed receive window), an `O_DIRECT` write
+//! submitted through io_uring and not yet reaped, and a registered io_uring fixed buffer. The
+//! body of `onward.unbind_inflight` (edu-dma1 unbound through sysfs, then rebound) and of
+//! `unplug.onward_inflight` (edu-dma2 hot-unplugged by the host, `scripts/vm --hotplug 2`, when
+//! the guest prints `EDU-UNPLUG-NOW 2`). Unbind and unplug unmap the buffers from the device;
+//! their pages stay ordinary memory owned by whoever holds them, so every client finishes with
+//! the device's bytes. The checks hold whatever the timing (the `O_DIRECT` write may finish
+//! before or after the device leaves; either way it must write the bytes), and the data is
+//! verified by the other device, edu-dma0.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::FileExt;
+use std::time::{Duration, Instant};
 
-use edu_dma::BufKind;
+use edu_dma::{BufKind, Device};
 use io_uring::{opcode, types};
 
 use super::uring::{register, ring, run};
@@ -18,10 +22,22 @@ use super::zerocopy::{
     check_notification, no_notification, send_zc, tcp_pair, wait_notification, FILL,
 };
 use super::*;
+use crate::harness::inflight::How;
 use crate::harness::sysfs::unbind;
 
-pub fn inflight() -> TestResult {
-    let dev = open(1)?;
+/// The device each way of leaving takes: unbind edu-dma1 (bus 0 in every boot); unplug the second
+/// hot-pluggable one, edu-dma2 (edu-dma1 is `unplug.inflight`'s).
+fn instance(how: How) -> u32 {
+    match how {
+        How::Unbind => 1,
+        How::Unplug => 2,
+    }
+}
+
+pub fn inflight(how: How) -> TestResult {
+    let n = instance(how);
+    let path = Device::instance_path(n);
+    let dev = open(n)?;
     let addr = dev.info().ctx("info")?.pci_address();
     let check = open(0)?;
     let before_pin = vm_pin_kib()?;
@@ -38,7 +54,7 @@ pub fn inflight() -> TestResult {
         LEN,
         "bytes sent",
     )?;
-    no_notification(&tx, "error queue before the unbind")?;
+    no_notification(&tx, "error queue before the device left")?;
 
     // 2. A registered fixed buffer; 3. an O_DIRECT write from a third buffer, submitted only.
     let reg = device_filled(&dev, BufKind::Streaming, LEN, 3502)?;
@@ -57,10 +73,29 @@ pub fn inflight() -> TestResult {
     ring.submit().ctx("submit the O_DIRECT write")?;
 
     diag(format!(
-        "unbinding {addr} with the three clients holding streaming pages"
+        "{how:?} of {addr} with the three clients holding streaming pages"
     ));
-    let mut rebind = unbind(&addr)?;
-    expect_errno(dev.info(), libc::ENODEV, "INFO after the unbind")?;
+    let rebind = match how {
+        How::Unbind => Some(unbind(&addr)?),
+        How::Unplug => {
+            println!("EDU-UNPLUG-NOW {n}");
+            let _ = std::io::stdout().flush();
+            // Busy polling keeps a vCPU running, so guest time does not jump ahead of the host's
+            // unplug (under -icount sleep=off an idle guest skips to its next timer).
+            let t = Instant::now();
+            while path.exists() && t.elapsed() < Duration::from_secs(10) {
+                std::thread::yield_now();
+            }
+            ensure(!path.exists(), || {
+                format!(
+                    "{} still exists 10 s after the unplug request",
+                    path.display()
+                )
+            })?;
+            None
+        }
+    };
+    expect_errno(dev.info(), libc::ENODEV, &format!("INFO after the {how:?}"))?;
 
     // 3. The O_DIRECT write completes with every byte.
     ring.submit_and_wait(1).ctx("wait for the O_DIRECT write")?;
@@ -79,7 +114,7 @@ pub fn inflight() -> TestResult {
         .offset(0)
         .build();
     // SAFETY: fixed buffer 0 is registered and mapped.
-    let n = unsafe { run(&mut ring, w) }.ctx("WRITE_FIXED after the unbind")?;
+    let n = unsafe { run(&mut ring, w) }.ctx(format!("WRITE_FIXED after the {how:?}"))?;
     ensure_eq(n, LEN, "bytes written")?;
     ring.submitter()
         .unregister_buffers()
@@ -92,13 +127,17 @@ pub fn inflight() -> TestResult {
     check_pattern(
         &got[FILL..],
         3501,
-        "zerocopy payload sent across the unbind",
+        &format!("zerocopy payload sent across the {how:?}"),
     )?;
     let n = wait_notification(&tx)?;
-    check_notification(&n, 0, 0, "zerocopy send across the unbind")?;
+    check_notification(&n, 0, 0, &format!("zerocopy send across the {how:?}"))?;
     // The mappings themselves still hold the device's bytes.
     for (m, seed) in [(&zc, 3501), (&reg, 3502), (&dio, 3503)] {
-        check_pattern(&m.map[..LEN], seed, "streaming mapping after the unbind")?;
+        check_pattern(
+            &m.map[..LEN],
+            seed,
+            &format!("streaming mapping after the {how:?}"),
+        )?;
     }
     // Both files, read back O_DIRECT into edu-dma0's buffers and checked by that device.
     for (f, seed, what) in [(&fd, 3503, "O_DIRECT write"), (&ff, 3502, "WRITE_FIXED")] {
@@ -110,12 +149,23 @@ pub fn inflight() -> TestResult {
             LEN,
             "read",
         )?;
-        verify_via_device(&dst, &want, &format!("{what} across the unbind"))?;
+        verify_via_device(&dst, &want, &format!("{what} across the {how:?}"))?;
     }
     drop((zc, reg, dio, ring));
     drop(dev);
     let _ = std::fs::remove_file(path_d);
     let _ = std::fs::remove_file(path_f);
-    let d = rebind.bind_and_open()?;
-    round_trip_on(&d, 3510, "after rebind")
+    match rebind {
+        Some(mut rebind) => {
+            let d = rebind.bind_and_open()?;
+            round_trip_on(&d, 3510, "after rebind")
+        }
+        None => {
+            ensure(
+                !std::path::Path::new(&format!("/sys/bus/pci/devices/{addr}")).exists(),
+                || format!("{addr} still in sysfs after the unplug"),
+            )?;
+            round_trip_on(&check, 3511, "edu-dma0 after the unplug")
+        }
+    }
 }
