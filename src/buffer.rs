@@ -131,9 +131,13 @@ impl Buffer {
     /// memory is the exporter's: nothing is charged to the device's budget.
     pub(crate) fn import(live: &Live<'_>, fd: i32, dma_bits: u32) -> Result<Arc<Self>> {
         let import = Import::new(live.dev, fd, dma_bits)?;
-        let buf = Self::build(Kind::Imported, import.size(), None, live.charge(0)?, |inner| {
-            inner.import = Some(import)
-        })?;
+        let buf = Self::build(
+            Kind::Imported,
+            import.size(),
+            None,
+            live.charge(0)?,
+            |inner| inner.import = Some(import),
+        )?;
         live.track(buf.clone())?;
         Ok(buf)
     }

@@ -597,20 +597,33 @@ mod tests {
     #[test]
     fn segments_within_the_mask() {
         let mask = (1u64 << 28) - 1;
-        assert!(segments_within(&[(0x1000, 0x1000), (0x0fff_f000, 0x1000)], mask));
+        assert!(segments_within(
+            &[(0x1000, 0x1000), (0x0fff_f000, 0x1000)],
+            mask
+        ));
         assert!(!segments_within(&[(0x0fff_f000, 0x1001)], mask));
         assert!(!segments_within(&[(0x1000_0000, 1)], mask));
         assert!(!segments_within(&[(u64::MAX, 2)], u64::MAX));
-        assert!(segments_within(&[(u64::MAX, 1), (0x5000_0000, 0)], u64::MAX));
+        assert!(segments_within(
+            &[(u64::MAX, 1), (0x5000_0000, 0)],
+            u64::MAX
+        ));
         assert!(segments_within(&[], 0));
     }
 
     #[test]
     fn range_segments_clip_and_split() {
-        let segs = [(0x10_0000u64, 0x3000usize), (0x50_0000, 0x1000), (0x20_0000, 0x2000)];
+        let segs = [
+            (0x10_0000u64, 0x3000usize),
+            (0x50_0000, 0x1000),
+            (0x20_0000, 0x2000),
+        ];
         let got = |off, len| range_segments(&segs, off, len).map(|i| i.collect::<Vec<_>>());
         assert_eq!(got(0, 0x6000), Some(segs.to_vec()));
-        assert_eq!(got(0x2800, 0x1000), Some(vec![(0x10_2800, 0x800), (0x50_0000, 0x800)]));
+        assert_eq!(
+            got(0x2800, 0x1000),
+            Some(vec![(0x10_2800, 0x800), (0x50_0000, 0x800)])
+        );
         assert_eq!(got(0x3000, 0x1000), Some(vec![(0x50_0000, 0x1000)]));
         assert_eq!(got(0x5fff, 1), Some(vec![(0x20_1fff, 1)]));
         assert_eq!(got(0x1234, 0), Some(vec![]));
@@ -619,15 +632,30 @@ mod tests {
         assert!(range_segments(&[(u64::MAX, 2)], 0, 1).is_none());
         // Then into device pieces: a window step of the range crosses the segment boundary.
         let pieces = collect(|emit| {
-            segment_pieces(range_segments(&segs, 0x2800, 0x2000).ok_or(OutOfRange)?, emit)
+            segment_pieces(
+                range_segments(&segs, 0x2800, 0x2000).ok_or(OutOfRange)?,
+                emit,
+            )
         });
         assert_eq!(
             pieces,
             [
-                Piece { bus: 0x10_2800, len: 0x800 },
-                Piece { bus: 0x50_0000, len: 0x800 },
-                Piece { bus: 0x50_0800, len: 0x800 },
-                Piece { bus: 0x20_0000, len: 0x800 },
+                Piece {
+                    bus: 0x10_2800,
+                    len: 0x800
+                },
+                Piece {
+                    bus: 0x50_0000,
+                    len: 0x800
+                },
+                Piece {
+                    bus: 0x50_0800,
+                    len: 0x800
+                },
+                Piece {
+                    bus: 0x20_0000,
+                    len: 0x800
+                },
             ]
         );
     }

@@ -31,7 +31,8 @@
 
 use core::ptr::NonNull;
 use kernel::{
-    bindings, device,
+    bindings,
+    device,
     dma::{
         DataDirection,
         DmaAddress, //
@@ -179,7 +180,10 @@ impl Drop for Put {
 ///
 /// The second field is a live attachment of the first, unmapped by the time this drops, and
 /// the first is live until then (a [`Put`] dropped after this one holds it).
-struct Detach(NonNull<bindings::dma_buf>, NonNull<bindings::dma_buf_attachment>);
+struct Detach(
+    NonNull<bindings::dma_buf>,
+    NonNull<bindings::dma_buf_attachment>,
+);
 
 impl Drop for Detach {
     fn drop(&mut self) {

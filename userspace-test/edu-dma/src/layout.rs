@@ -228,7 +228,7 @@ mod tests {
     fn ioctl_numbers_match_nix() {
         use nix::{request_code_read as r, request_code_readwrite as rw, request_code_write as w};
         let m = EDU_DMA_IOC_MAGIC as u8;
-        let cases: [(u32, u64); 10] = [
+        let cases: [(u32, u64); 11] = [
             (
                 EDU_DMA_IOC_INFO,
                 r!(m, 0x00, size_of::<EduDmaInfo>()) as u64,
