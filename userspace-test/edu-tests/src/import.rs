@@ -33,6 +33,11 @@ pub fn tests() -> Vec<Test> {
 /// Pages of the dma-bufs the tests import.
 const PAGES: usize = 3;
 
+/// Whether every streaming mapping bounces (`swiotlb=force`).
+fn swiotlb_forced() -> bool {
+    std::fs::read_to_string("/proc/cmdline").is_ok_and(|c| c.contains("swiotlb=force"))
+}
+
 fn sync(fd: std::os::fd::BorrowedFd<'_>, flags: u64, what: &str) -> TestResult {
     dmabuf::sync(fd, flags).ctx(format!("DMA_BUF_IOCTL_SYNC {flags:#x} ({what})"))
 }
@@ -252,6 +257,16 @@ fn import_udmabuf() -> TestResult {
         )?;
     }
     device_writes(&imp, pg as u64, pg, 9311, "device writes udmabuf page 1")?;
+    if swiotlb_forced() {
+        // The device wrote edu's bounce buffer: the memfd's page has the old bytes until the
+        // import's own sync (udmabuf's SYNC START would not copy them: it syncs its own mapping).
+        check_pattern(
+            &mm.bytes()[pg..2 * pg],
+            9301,
+            "memfd page 1 before BUF_SYNC (swiotlb=force: bytes in the bounce buffer)",
+        )?;
+        diag("swiotlb=force: before the import's BUF_SYNC FOR_CPU the memfd has the old bytes");
+    }
     imp.sync(pg as u64, pg as u64, SyncDir::ForCpu)
         .ctx("BUF_SYNC import page 1 for the CPU")?;
     let m = dmabuf::map(fd.as_fd(), 0, len).ctx("mmap udmabuf")?;
