@@ -45,6 +45,7 @@ use crate::{
         Live,
         Revoke, //
     },
+    import::Import,
     raw::{
         dma::{
             self,
@@ -72,6 +73,9 @@ pub(crate) enum Kind {
     Coherent,
     /// Ordinary pages with streaming mappings: explicit ownership syncs, GUP-able user mappings.
     Streaming,
+    /// An imported dma-buf (`import.rs`): another exporter's memory, mapped for the device with
+    /// explicit ownership syncs; not mapped into userspace through the node, not exported again.
+    Imported,
 }
 
 /// The part of a buffer that unbind revokes.
@@ -81,6 +85,8 @@ struct Inner {
     /// The device mappings of streaming memory, one per page (streaming buffers, until revoked;
     /// the pages outlive them: `Buffer::pages` and every user mapping hold their own references).
     stream: Option<StreamMap>,
+    /// The mapped attachment of an imported dma-buf (imported buffers, until revoked).
+    import: Option<Import>,
     /// The file mapping user mappings of this buffer live in, and the file offset of the
     /// buffer's first byte, once mapped.
     mapping: Option<(FileMapping, u64)>,
@@ -121,6 +127,21 @@ impl Buffer {
         Ok(buf)
     }
 
+    /// A buffer of the dma-buf of `fd` (see `import.rs`), tracked for revocation at unbind. Its
+    /// memory is the exporter's: nothing is charged to the device's budget.
+    pub(crate) fn import(live: &Live<'_>, fd: i32, dma_bits: u32) -> Result<Arc<Self>> {
+        let import = Import::new(live.dev, fd, dma_bits)?;
+        let buf = Self::build(
+            Kind::Imported,
+            import.size(),
+            None,
+            live.charge(0)?,
+            |inner| inner.import = Some(import),
+        )?;
+        live.track(buf.clone())?;
+        Ok(buf)
+    }
+
     fn alloc(
         dev: &device::Device<Bound>,
         kind: Kind,
@@ -130,6 +151,7 @@ impl Buffer {
         let n = size / PAGE_SIZE;
         let (mut mem, mut pages, mut stream) = (None, None, None);
         match kind {
+            Kind::Imported => return Err(EINVAL),
             Kind::Coherent => {
                 // ENOMEM also when the mask cannot be satisfied (e.g. ZONE_DMA exhausted).
                 mem = Some(
@@ -143,30 +165,53 @@ impl Buffer {
                 pages = Some(p);
             }
         }
+        Self::build(kind, size, pages, charge, |inner| {
+            inner.coherent = mem;
+            inner.stream = stream;
+        })
+    }
+
+    /// A buffer of `kind` whose revocable part `init` fills in.
+    fn build(
+        kind: Kind,
+        size: usize,
+        pages: Option<Arc<Pages>>,
+        charge: Charge,
+        init: impl FnOnce(&mut Inner),
+    ) -> Result<Arc<Self>> {
+        let mut inner = Inner {
+            coherent: None,
+            stream: None,
+            import: None,
+            mapping: None,
+            mms: KVec::new(),
+            revoked: false,
+        };
+        init(&mut inner);
         Arc::pin_init(
             try_pin_init!(Self {
                 size,
                 kind,
                 pages,
-                inner <- new_mutex!(
-                    Inner {
-                        coherent: mem,
-                        stream,
-                        mapping: None,
-                        mms: KVec::new(),
-                        revoked: false,
-                    },
-                    "Buffer::inner"
-                ),
+                inner <- new_mutex!(inner, "Buffer::inner"),
                 _charge: charge,
             }),
             GFP_KERNEL,
         )
     }
 
-    /// Size in bytes (a page multiple).
+    /// Size in bytes (a page multiple, except for an import: the dma-buf's size).
     pub(crate) fn size(&self) -> usize {
         self.size
+    }
+
+    /// Bytes of the device's memory the buffer holds (0 for an import: the exporter's memory).
+    pub(crate) fn held(&self) -> usize {
+        if self.kind == Kind::Imported {
+            0
+        } else {
+            self.size
+        }
     }
 
     /// The kind of memory.
@@ -185,6 +230,9 @@ impl Buffer {
         let inner = self.inner.lock();
         if inner.revoked {
             return Err(ENODEV);
+        }
+        if let Some(import) = &inner.import {
+            return import.pieces(offset, len, out);
         }
         let push = |p: Piece| out.push(p, GFP_KERNEL).map_err(Error::from);
         match (&inner.coherent, &inner.stream) {
@@ -212,6 +260,9 @@ impl Buffer {
         if inner.revoked {
             return Err(ENODEV);
         }
+        if let Some(import) = &inner.import {
+            return import.sync(offset, len, to);
+        }
         let Some(stream) = &inner.stream else {
             return Ok(());
         };
@@ -222,7 +273,8 @@ impl Buffer {
 
     /// The pages of streaming memory, for a dma-buf export: the same refcounted page list as the
     /// device and user mappings, which the dma-buf keeps valid memory however long it lives.
-    /// `EINVAL` for coherent memory (not necessarily pages), `ENODEV` once revoked.
+    /// `EINVAL` for coherent memory (not necessarily pages) and imports (not ours to share:
+    /// share the dma-buf itself), `ENODEV` once revoked.
     pub(crate) fn export_pages(&self) -> Result<Arc<Pages>> {
         if self.inner.lock().revoked {
             return Err(ENODEV);
@@ -244,6 +296,10 @@ impl Buffer {
         let mut inner = self.inner.lock();
         if inner.revoked {
             return Err(ENODEV);
+        }
+        // An import is mapped through its dma-buf fd (the exporter's `mmap`), not the node.
+        if self.kind == Kind::Imported {
+            return Err(EINVAL);
         }
         let mm = vma.mm();
         if !inner.mms.iter().any(|m| m.as_raw() == mm.as_raw()) {
@@ -292,7 +348,7 @@ impl FaultPages for Pages {
 
 impl Revoke for Buffer {
     fn revoke(&self) {
-        let (coherent, mms, mapping) = {
+        let (coherent, mms, mapping, import) = {
             let mut inner = self.inner.lock();
             if inner.revoked {
                 return;
@@ -305,8 +361,11 @@ impl Revoke for Buffer {
                 inner.coherent.take(),
                 core::mem::take(&mut inner.mms),
                 inner.mapping.take(),
+                inner.import.take(),
             )
         };
+        // Out of the lock: unmaps, detaches and puts the dma-buf (whose release may run now).
+        drop(import);
         let Some(coherent) = coherent else {
             return;
         };

@@ -42,6 +42,7 @@ mod driver;
 mod engine;
 mod export;
 mod file;
+mod import;
 mod irq;
 mod raw;
 mod regs;

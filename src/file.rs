@@ -117,6 +117,7 @@ uapi_bytes!(
     EduDmaBufAlloc,
     EduDmaBufFree,
     EduDmaBufExport,
+    EduDmaBufImport,
     EduDmaBufSync,
     EduDmaXfer,
     EduDmaUserXfer,
@@ -328,8 +329,8 @@ impl EduFile {
         // one file cannot both pass it.
         let mut bufs = self.bufs.lock();
         let held: usize = Iterator::chain(
-            bufs.live.iter().map(|e| e.buf.size()),
-            bufs.zombies.iter().map(|b| b.size()),
+            bufs.live.iter().map(|e| e.buf.held()),
+            bufs.zombies.iter().map(|b| b.held()),
         )
         .sum();
         let room = self.edu.params.file_cap.saturating_sub(held);
@@ -388,6 +389,34 @@ impl EduFile {
             let buf = self.buffer(handle)?;
             export::export(live, &self.edu, buf, access)
         })
+    }
+
+    /// A handle for the dma-buf of `req.fd` (see `import.rs`); inserted like `buf_alloc`'s.
+    fn buf_import(&self, req: &mut EduDmaBufImport) -> Result {
+        if req.flags != 0 || req.reserved != 0 {
+            return Err(EINVAL);
+        }
+        let mut bufs = self.bufs.lock();
+        let handle = bufs.next;
+        let next = handle.checked_add(1).ok_or(ENOSPC)?;
+        bufs.live.reserve(1, GFP_KERNEL)?;
+        let bits = self.edu.params.dma_bits;
+        let size = self.edu.bound(|live| {
+            let buf = Buffer::import(live, req.fd, bits)?;
+            let size = buf.size();
+            let entry = Entry {
+                handle,
+                buf,
+                mapped: false,
+            };
+            // Cannot fail: the room was reserved above (the `bufs` lock is still held).
+            bufs.live.push_within_capacity(entry).map_err(|_| ENOMEM)?;
+            Ok(size)
+        })?;
+        bufs.next = next;
+        req.handle = handle;
+        req.size = size as u64;
+        Ok(())
     }
 
     fn buf_sync(&self, req: &EduDmaBufSync) -> Result {
@@ -613,6 +642,22 @@ impl MiscDevice for EduFile {
                 // reservation and the dma-buf (released with its last reference) both go.
                 writer.write(&req)?;
                 dmabuf.install(fd);
+                Ok(0)
+            }
+            EDU_DMA_IOC_BUF_IMPORT => {
+                let (mut reader, mut writer) =
+                    UserSlice::new(UserPtr::from_addr(arg), size_of::<EduDmaBufImport>())
+                        .reader_writer();
+                let mut req: EduDmaBufImport = reader.read()?;
+                me.buf_import(&mut req)?;
+                // As for BUF_ALLOC: a handle the caller cannot learn is dropped again.
+                writer.write(&req).inspect_err(|_| {
+                    let free = EduDmaBufFree {
+                        handle: req.handle,
+                        flags: 0,
+                    };
+                    let _ = me.buf_free(&free);
+                })?;
                 Ok(0)
             }
             EDU_DMA_IOC_BUF_SYNC => with_arg(arg, Out::Never, |r| me.buf_sync(r)),

@@ -218,6 +218,46 @@ pub fn copy_step(pin_pages: usize, page_size: usize) -> usize {
         .unwrap_or(usize::MAX / WINDOW * WINDOW)
 }
 
+/// Whether every mapped segment `(bus, len)` lies at or below `mask` (a device's DMA mask: its
+/// highest reachable bus address), none wrapping around the address space.
+pub fn segments_within(segments: &[(u64, usize)], mask: u64) -> bool {
+    segments.iter().all(|&(bus, len)| {
+        len == 0
+            || u64::try_from(len - 1)
+                .ok()
+                .and_then(|l| bus.checked_add(l))
+                .is_some_and(|last| last <= mask)
+    })
+}
+
+/// The parts of mapped segments `(bus, len)`, which together form one logical range, that cover
+/// `[offset, offset + len)` of that range, in order (feed them to [`segment_pieces`] for the
+/// device pieces). `None` if the range runs past the segments or a segment wraps around.
+pub fn range_segments(
+    segments: &[(u64, usize)],
+    offset: usize,
+    len: usize,
+) -> Option<impl Iterator<Item = (u64, usize)> + '_> {
+    let end = offset.checked_add(len)?;
+    let mut total = 0usize;
+    for &(bus, n) in segments {
+        bus.checked_add(u64::try_from(n).ok()?)?;
+        total = total.checked_add(n)?;
+    }
+    if end > total {
+        return None;
+    }
+    // The logical offset of the segment at hand.
+    let mut start = 0usize;
+    Some(segments.iter().filter_map(move |&(bus, n)| {
+        // No overflow: the segments' lengths add up to `total` and none wraps (checked above).
+        let (s, e) = (start, start + n);
+        start = e;
+        let (lo, hi) = (s.max(offset), e.min(end));
+        (lo < hi).then(|| (bus + (lo - s) as u64, hi - lo))
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -552,5 +592,71 @@ mod tests {
             None
         );
         assert_eq!(mmap_request(0, 1, 40, bufs), None);
+    }
+
+    #[test]
+    fn segments_within_the_mask() {
+        let mask = (1u64 << 28) - 1;
+        assert!(segments_within(
+            &[(0x1000, 0x1000), (0x0fff_f000, 0x1000)],
+            mask
+        ));
+        assert!(!segments_within(&[(0x0fff_f000, 0x1001)], mask));
+        assert!(!segments_within(&[(0x1000_0000, 1)], mask));
+        assert!(!segments_within(&[(u64::MAX, 2)], u64::MAX));
+        assert!(segments_within(
+            &[(u64::MAX, 1), (0x5000_0000, 0)],
+            u64::MAX
+        ));
+        assert!(segments_within(&[], 0));
+    }
+
+    #[test]
+    fn range_segments_clip_and_split() {
+        let segs = [
+            (0x10_0000u64, 0x3000usize),
+            (0x50_0000, 0x1000),
+            (0x20_0000, 0x2000),
+        ];
+        let got = |off, len| range_segments(&segs, off, len).map(|i| i.collect::<Vec<_>>());
+        assert_eq!(got(0, 0x6000), Some(segs.to_vec()));
+        assert_eq!(
+            got(0x2800, 0x1000),
+            Some(vec![(0x10_2800, 0x800), (0x50_0000, 0x800)])
+        );
+        assert_eq!(got(0x3000, 0x1000), Some(vec![(0x50_0000, 0x1000)]));
+        assert_eq!(got(0x5fff, 1), Some(vec![(0x20_1fff, 1)]));
+        assert_eq!(got(0x1234, 0), Some(vec![]));
+        assert_eq!(got(0x5fff, 2), None);
+        assert_eq!(got(usize::MAX, 2), None);
+        assert!(range_segments(&[(u64::MAX, 2)], 0, 1).is_none());
+        // Then into device pieces: a window step of the range crosses the segment boundary.
+        let pieces = collect(|emit| {
+            segment_pieces(
+                range_segments(&segs, 0x2800, 0x2000).ok_or(OutOfRange)?,
+                emit,
+            )
+        });
+        assert_eq!(
+            pieces,
+            [
+                Piece {
+                    bus: 0x10_2800,
+                    len: 0x800
+                },
+                Piece {
+                    bus: 0x50_0000,
+                    len: 0x800
+                },
+                Piece {
+                    bus: 0x50_0800,
+                    len: 0x800
+                },
+                Piece {
+                    bus: 0x20_0000,
+                    len: 0x800
+                },
+            ]
+        );
     }
 }

@@ -140,6 +140,22 @@ pub struct EduDmaBufExport {
     pub reserved: u32,
 }
 
+/// `struct edu_dma_buf_import`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EduDmaBufImport {
+    /// The dma-buf fd.
+    pub fd: i32,
+    /// Must be 0.
+    pub flags: u32,
+    /// Out: the handle.
+    pub handle: u32,
+    /// Must be 0.
+    pub reserved: u32,
+    /// Out: the dma-buf's size in bytes.
+    pub size: u64,
+}
+
 /// `struct edu_dma_buf_sync`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -253,6 +269,12 @@ pub const EDU_DMA_IOC_BUF_EXPORT: u32 = ioc(
     IOC_READ | IOC_WRITE,
     0x13,
     core::mem::size_of::<EduDmaBufExport>(),
+);
+/// `EDU_DMA_IOC_BUF_IMPORT`.
+pub const EDU_DMA_IOC_BUF_IMPORT: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    0x14,
+    core::mem::size_of::<EduDmaBufImport>(),
 );
 /// `EDU_DMA_IOC_XFER`.
 pub const EDU_DMA_IOC_XFER: u32 = ioc(IOC_WRITE, 0x20, core::mem::size_of::<EduDmaXfer>());

@@ -18,5 +18,7 @@ t dd-write-read 'dd if=/tmp/pat of=/dev/edu-dma0 bs=4096 count=1 2>/dev/null && 
 t cat-reads-window 'cat /dev/edu-dma0 | cmp - /tmp/pat'
 t head-reads-prefix 'head -c 100 /dev/edu-dma0 > /tmp/h && [ "$(wc -c < /tmp/h)" = 100 ] && cmp -n 100 /tmp/h /tmp/pat'
 t dd-write-past-end-enospc '! dd if=/tmp/pat of=/dev/edu-dma0 bs=4096 seek=1 count=1 2>/tmp/e && grep -q "No space" /tmp/e'
+# dma-buf: edu0's buffer exported, imported by edu1; edu0 writes it by DMA, edu1 reads it by DMA.
+t share-edu0-edu1 'edudma share --from /dev/edu-dma0 --to /dev/edu-dma1 --size 16K > /tmp/sh; r=$?; sed "s/^/# /" /tmp/sh; [ $r = 0 ] && grep -q "16384 bytes verified" /tmp/sh'
 edu-tests --group unbind
 t rmmod-after-close 'rmmod edu_dma'

@@ -193,6 +193,30 @@ impl Drop for StreamMap {
     }
 }
 
+/// Hands `[addr, addr + len)` of a streaming mapping of `dev` to `to` (`dma_sync_single_*`, a
+/// partial sync of one bus-contiguous range), for the sibling leaves (`dmabuf_import`).
+///
+/// # Safety
+///
+/// `dev` is a valid device and `[addr, addr + len)` lies in one live streaming mapping made for
+/// it in direction `dir`.
+pub(super) unsafe fn sync_single(
+    dev: *mut bindings::device,
+    addr: DmaAddress,
+    len: usize,
+    dir: DataDirection,
+    to: Owner,
+) {
+    let dir = dir.into();
+    match to {
+        // SAFETY: the range lies in a live mapping for `dev` in `dir` (this function's
+        // requirement).
+        Owner::Cpu => unsafe { edu_dma_sync_single_for_cpu(dev, addr, len, dir) },
+        // SAFETY: as above.
+        Owner::Device => unsafe { edu_dma_sync_single_for_device(dev, addr, len, dir) },
+    }
+}
+
 /// Unmaps one page mapped by [`StreamMap::new`].
 ///
 /// No sync on unmap: ownership moves only through explicit syncs, and after the last

@@ -11,7 +11,8 @@
 //! with raw arguments: `misc` (`file_operations`, through `kernel::miscdevice`'s vtable), `vm`
 //! (the `vm_operations_struct` of fault-mapped VMAs: `fault`, `open`, `close`, with an `Arc`
 //! reference in `vm_private_data`) and `dmabuf` (the `dma_buf_ops` of exported dma-bufs, with an
-//! `Arc` reference in the dma-buf's and each attachment's `priv`).
+//! `Arc` reference in the dma-buf's and each attachment's `priv`); `dmabuf_import` is the
+//! importer side (a static attachment, no callbacks).
 //!
 //! The rest of the driver is safe Rust except where a `kernel` or `raw` API is `unsafe` by
 //! contract, each with its proof: `device.rs` (`as_bound` under the lifetime protocol),
@@ -21,6 +22,7 @@
 pub(crate) mod cred;
 pub(crate) mod dma;
 pub(crate) mod dmabuf;
+pub(crate) mod dmabuf_import;
 pub(crate) mod gup;
 pub(crate) mod misc;
 pub(crate) mod pci;

@@ -73,6 +73,12 @@ int main(void)
 	FIELD(edu_dma_buf_export, flags);
 	FIELD(edu_dma_buf_export, fd);
 	FIELD(edu_dma_buf_export, reserved);
+	STRUCT(edu_dma_buf_import);
+	FIELD(edu_dma_buf_import, fd);
+	FIELD(edu_dma_buf_import, flags);
+	FIELD(edu_dma_buf_import, handle);
+	FIELD(edu_dma_buf_import, reserved);
+	FIELD(edu_dma_buf_import, size);
 
 	STRUCT(edu_dma_buf_sync);
 	FIELD(edu_dma_buf_sync, handle);
@@ -116,6 +122,7 @@ int main(void)
 	IOCTL(EDU_DMA_IOC_BUF_FREE);
 	IOCTL(EDU_DMA_IOC_BUF_SYNC);
 	IOCTL(EDU_DMA_IOC_BUF_EXPORT);
+	IOCTL(EDU_DMA_IOC_BUF_IMPORT);
 	IOCTL(EDU_DMA_IOC_XFER);
 	IOCTL(EDU_DMA_IOC_USER_XFER);
 	IOCTL(EDU_DMA_IOC_COPY);

@@ -108,11 +108,33 @@ struct edu_dma_buf_export {
 	__u32 reserved;		/* in: 0 */
 };
 
+/*
+ * EDU_DMA_IOC_BUF_IMPORT: a handle of the file for the dma-buf fd (any exporter: another edu, a
+ * DMA-BUF heap, udmabuf), usable wherever a buffer handle is: XFER, COPY, BUF_SYNC, BUF_FREE.
+ * The device is attached to the dma-buf (a static attachment) and mapped for it once, here,
+ * bidirectionally; transfers use the mapped segments as the DMA API returned them. The mapping is
+ * a streaming one: BUF_SYNC on the handle hands a range to the device / the CPU (DMA_BUF_IOCTL_SYNC
+ * on the fd does the same when the exporter syncs its importers: edu and the system heap do,
+ * udmabuf does not). The handle holds a reference to the dma-buf: closing the fd changes nothing;
+ * BUF_FREE, closing the file or unbinding the device unmaps, detaches and drops it. Nothing is
+ * charged to the buffer caps. mmap of the handle and its EXPORT: EINVAL (use the dma-buf fd).
+ * EBADF: fd is not open; EINVAL: not a dma-buf, flags or reserved != 0; ERANGE: the exporter
+ * mapped memory above the device's DMA mask.
+ */
+struct edu_dma_buf_import {
+	__s32 fd;		/* in: the dma-buf */
+	__u32 flags;		/* in: 0 */
+	__u32 handle;		/* out */
+	__u32 reserved;		/* in: 0 */
+	__u64 size;		/* out: the dma-buf's size in bytes */
+};
+
 /* edu_dma_buf_sync.flags: exactly one of these. */
 #define EDU_DMA_SYNC_FOR_DEVICE	1	/* CPU writes done; hand the range to the device */
 #define EDU_DMA_SYNC_FOR_CPU	2	/* device writes done; hand the range back to the CPU */
 
-/* EDU_DMA_IOC_BUF_SYNC: ownership of a streaming buffer range; a no-op for coherent buffers. */
+/* EDU_DMA_IOC_BUF_SYNC: ownership of a streaming buffer (or import) range; a no-op for coherent
+ * buffers. */
 struct edu_dma_buf_sync {
 	__u32 handle;
 	__u32 flags;
@@ -187,6 +209,7 @@ struct edu_dma_fault {
 #define EDU_DMA_IOC_BUF_FREE	_IOW(EDU_DMA_IOC_MAGIC, 0x11, struct edu_dma_buf_free)
 #define EDU_DMA_IOC_BUF_SYNC	_IOW(EDU_DMA_IOC_MAGIC, 0x12, struct edu_dma_buf_sync)
 #define EDU_DMA_IOC_BUF_EXPORT	_IOWR(EDU_DMA_IOC_MAGIC, 0x13, struct edu_dma_buf_export)
+#define EDU_DMA_IOC_BUF_IMPORT	_IOWR(EDU_DMA_IOC_MAGIC, 0x14, struct edu_dma_buf_import)
 #define EDU_DMA_IOC_XFER	_IOW(EDU_DMA_IOC_MAGIC, 0x20, struct edu_dma_xfer)
 #define EDU_DMA_IOC_USER_XFER	_IOW(EDU_DMA_IOC_MAGIC, 0x21, struct edu_dma_user_xfer)
 #define EDU_DMA_IOC_COPY	_IOWR(EDU_DMA_IOC_MAGIC, 0x22, struct edu_dma_copy)

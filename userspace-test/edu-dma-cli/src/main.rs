@@ -1,6 +1,7 @@
 //! `edudma`: command-line tool for the edu-dma driver.
 
 mod capture;
+mod share;
 
 use std::io;
 use std::path::PathBuf;
@@ -94,6 +95,19 @@ enum Cmd {
         /// Read each 4 KiB piece back from the window and compare it with the file.
         #[arg(long)]
         verify: bool,
+    },
+    /// Cross-device zero-copy: a streaming buffer of --from exported as a dma-buf, imported by
+    /// --to; --from writes a pattern into it by DMA, --to reads it back by DMA, verified.
+    Share {
+        /// Exporting device.
+        #[arg(long, default_value = "/dev/edu-dma0")]
+        from: PathBuf,
+        /// Importing device.
+        #[arg(long, default_value = "/dev/edu-dma1")]
+        to: PathBuf,
+        /// Bytes, a multiple of 4 KiB (K/M/G suffixes accepted).
+        #[arg(long, default_value = "16K", value_parser = parse_size)]
+        size: u64,
     },
     /// Fault injection: the next N DMA commands raise no interrupt.
     Fault {
@@ -265,6 +279,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             report("replay", &f, *verify);
             Ok(())
         }
+        Cmd::Share { from, to, size } => share::share(from, to, *size),
         Cmd::Fault { drop_irqs } => {
             let dev = Device::open(&cli.dev).op("open")?;
             dev.inject_fault(*drop_irqs).op("fault")?;
@@ -431,6 +446,21 @@ mod tests {
         let c =
             super::Cli::try_parse_from(["edudma", "buf", "--kind", "streaming", "--size", "8K"]);
         assert!(c.is_ok());
+        let c = super::Cli::try_parse_from([
+            "edudma",
+            "share",
+            "--from",
+            "/dev/edu-dma0",
+            "--to",
+            "/dev/edu-dma1",
+        ]);
+        assert!(matches!(
+            c,
+            Ok(super::Cli {
+                cmd: super::Cmd::Share { size: 16384, .. },
+                ..
+            })
+        ));
         super::Cli::command().debug_assert();
     }
 }

@@ -91,6 +91,17 @@ pub fn uapi_layout_report() -> String {
     );
     struct_layout!(
         o,
+        "edu_dma_buf_import",
+        EduDmaBufImport {
+            fd,
+            flags,
+            handle,
+            reserved,
+            size,
+        }
+    );
+    struct_layout!(
+        o,
         "edu_dma_buf_sync",
         EduDmaBufSync {
             handle,
@@ -146,6 +157,7 @@ pub fn uapi_layout_report() -> String {
         EDU_DMA_IOC_BUF_FREE,
         EDU_DMA_IOC_BUF_SYNC,
         EDU_DMA_IOC_BUF_EXPORT,
+        EDU_DMA_IOC_BUF_IMPORT,
         EDU_DMA_IOC_XFER,
         EDU_DMA_IOC_USER_XFER,
         EDU_DMA_IOC_COPY,
@@ -216,7 +228,7 @@ mod tests {
     fn ioctl_numbers_match_nix() {
         use nix::{request_code_read as r, request_code_readwrite as rw, request_code_write as w};
         let m = EDU_DMA_IOC_MAGIC as u8;
-        let cases: [(u32, u64); 10] = [
+        let cases: [(u32, u64); 11] = [
             (
                 EDU_DMA_IOC_INFO,
                 r!(m, 0x00, size_of::<EduDmaInfo>()) as u64,
@@ -240,6 +252,10 @@ mod tests {
             (
                 EDU_DMA_IOC_BUF_EXPORT,
                 rw!(m, 0x13, size_of::<EduDmaBufExport>()) as u64,
+            ),
+            (
+                EDU_DMA_IOC_BUF_IMPORT,
+                rw!(m, 0x14, size_of::<EduDmaBufImport>()) as u64,
             ),
             (
                 EDU_DMA_IOC_XFER,

@@ -26,11 +26,13 @@ pub mod uapi;
 pub mod split;
 
 pub mod dmabuf;
+mod import;
 mod layout;
 mod mapping;
 pub mod pattern;
 pub mod size;
 
+pub use import::Imported;
 pub use layout::uapi_layout_report;
 pub use mapping::{page_size, Mapping};
 pub use pattern::{

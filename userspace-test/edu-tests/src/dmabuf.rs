@@ -34,6 +34,9 @@ pub fn tests() -> Vec<Test> {
         test("dontneed_refault", dontneed_refault),
         test("fds_hold_the_budget", fds_hold_the_budget),
     ]
+    .into_iter()
+    .chain(crate::import::tests())
+    .collect()
 }
 
 /// Pages of the buffers the tests export.

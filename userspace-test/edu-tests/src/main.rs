@@ -19,6 +19,7 @@ mod core;
 mod dmabuf;
 mod failnth;
 mod harness;
+mod import;
 mod onward;
 mod stress;
 mod timeouts;
@@ -245,6 +246,8 @@ mod tests {
                 "unbind.unbind_rebind",
                 "unbind.inflight",
                 "unbind.dmabuf_export",
+                "unbind.dmabuf_import_importer",
+                "unbind.dmabuf_import_exporter",
                 "unbind.rmmod_busy"
             ]
         );

@@ -19,6 +19,8 @@ pub fn tests() -> Vec<Test> {
         test("unbind_rebind", unbind_rebind),
         test("inflight", || inflight(How::Unbind)),
         test("dmabuf_export", crate::dmabuf::unbind_export),
+        test("dmabuf_import_importer", crate::import::unbind_importer),
+        test("dmabuf_import_exporter", crate::import::unbind_exporter),
         test("rmmod_busy", rmmod_busy),
     ]
 }
