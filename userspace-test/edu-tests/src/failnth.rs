@@ -782,6 +782,58 @@ fn sweep() -> TestResult {
         },
     ));
     sweep_one!(entry(
+        "ioctl BUF_IMPORT",
+        || {
+            let f = fx(BufKind::Streaming)?;
+            let fd = f
+                .dev
+                .export(f.handle, EDU_DMA_EXPORT_CLOEXEC)
+                .ctx("export")?;
+            let req = EduDmaBufImport {
+                fd: fd.as_raw_fd(),
+                ..Default::default()
+            };
+            Ok((f, fd, open(1)?, req))
+        },
+        |(_, _, d1, r): &mut (Fx, OwnedFd, Device, EduDmaBufImport)| {
+            ioctl(d1, EDU_DMA_IOC_BUF_IMPORT, r)
+        },
+        |(_, _, d1, r)| {
+            ensure_eq(r.size, 8192, "imported size")?;
+            d1.free(r.handle).ctx("free the imported handle")?;
+            Ok(())
+        },
+    ));
+    sweep_one!(entry(
+        "ioctl XFER imported",
+        || {
+            let f = fx(BufKind::Streaming)?;
+            let fd = f
+                .dev
+                .export(f.handle, EDU_DMA_EXPORT_CLOEXEC)
+                .ctx("export")?;
+            let d1 = open(1)?;
+            let mut r = EduDmaBufImport {
+                fd: fd.as_raw_fd(),
+                ..Default::default()
+            };
+            ioctl(&d1, EDU_DMA_IOC_BUF_IMPORT, &mut r).ctx("import")?;
+            Ok((f, d1, r.handle))
+        },
+        |(_, d1, h): &mut (Fx, Device, u32)| {
+            let mut r = EduDmaXfer {
+                handle: *h,
+                flags: EDU_DMA_TO_DEVICE,
+                buf_offset: 100,
+                win_offset: 0,
+                count: 4096,
+                ..Default::default()
+            };
+            ioctl(d1, EDU_DMA_IOC_XFER, &mut r)
+        },
+        |_| Ok(()),
+    ));
+    sweep_one!(entry(
         "close with buffers",
         || {
             let f = fx(BufKind::Streaming)?;

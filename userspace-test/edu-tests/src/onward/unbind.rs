@@ -7,14 +7,15 @@
 //! their pages stay ordinary memory owned by whoever holds them, so every client finishes with
 //! the device's bytes. The checks hold whatever the timing (the `O_DIRECT` write may finish
 //! before or after the device leaves; either way it must write the bytes), and the data is
-//! verified by the other device, edu-dma0.
+//! verified by the other device, edu-dma0. dma-buf both ways rides along: edu-dma0 keeps using
+//! an import of the leaving device's buffer, and the leaving device's own import is detached.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
-use edu_dma::{BufKind, Device};
+use edu_dma::{BufKind, Device, Dir, SyncDir};
 use io_uring::{opcode, types};
 
 use super::uring::{register, ring, run};
@@ -72,6 +73,21 @@ pub fn inflight(how: How) -> TestResult {
     unsafe { ring.submission().push(&w) }.map_err(|_| "submission queue full".to_string())?;
     ring.submit().ctx("submit the O_DIRECT write")?;
 
+    // 4. dma-buf both ways: edu-dma0 imports an export of the leaving device's buffer, and the
+    // leaving device imports an export of edu-dma0's buffer.
+    let shared = device_filled(&dev, BufKind::Streaming, LEN, 3504)?;
+    let shared_fd = shared
+        .buf
+        .export()
+        .ctx("export the leaving device's buffer")?;
+    let imp0 = check.import(shared_fd.as_fd()).ctx("edu-dma0 imports it")?;
+    let theirs = check
+        .alloc(LEN as u64, BufKind::Streaming)
+        .ctx("alloc on edu-dma0")?;
+    let theirs_fd = theirs.export().ctx("export edu-dma0's buffer")?;
+    let imp_gone = dev
+        .import(theirs_fd.as_fd())
+        .ctx("the leaving device imports it")?;
     diag(format!(
         "{how:?} of {addr} with the three clients holding streaming pages"
     ));
@@ -139,6 +155,34 @@ pub fn inflight(how: How) -> TestResult {
             &format!("streaming mapping after the {how:?}"),
         )?;
     }
+    // 4. The importer of the gone device's buffer still moves its bytes (the pages live with
+    // the dma-buf); the gone device's own import was detached at its unbind: ENODEV for a
+    // transfer, and BUF_FREE forgets the handle.
+    imp0.sync(0, LEN as u64, SyncDir::ForDevice)
+        .ctx("edu-dma0: SYNC_FOR_DEVICE of the import")?;
+    let want = pattern(LEN, 3504);
+    let mut got = vec![0u8; WIN];
+    for (i, chunk) in want.chunks(WIN).enumerate() {
+        imp0.xfer((i * WIN) as u64, 0, WIN as u32, Dir::ToDevice, 0)
+            .ctx(format!("edu-dma0: XFER import page {i} -> window"))?;
+        check
+            .read_window_into(&mut got, 0)
+            .ctx("edu-dma0: window -> user")?;
+        check_same(
+            &got,
+            chunk,
+            &format!("a buffer of the gone device, read by its importer across the {how:?}"),
+        )?;
+    }
+    expect_errno(
+        imp_gone.xfer(0, 0, WIN as u32, Dir::ToDevice, 0),
+        libc::ENODEV,
+        &format!("XFER of an import held by the device after the {how:?}"),
+    )?;
+    imp_gone
+        .free()
+        .ctx("BUF_FREE of the gone device's import")?;
+    drop((imp0, shared_fd, theirs_fd, theirs, shared));
     // Both files, read back O_DIRECT into edu-dma0's buffers and checked by that device.
     for (f, seed, what) in [(&fd, 3503, "O_DIRECT write"), (&ff, 3502, "WRITE_FIXED")] {
         let want = pattern(LEN, seed);
