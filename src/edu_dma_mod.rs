@@ -81,5 +81,9 @@ kernel::module_pci_driver! {
             default: 256,
             description: "Pages a copy request pins at once",
         },
+        queue_depth: u32 {
+            default: 64,
+            description: "Requests one open file may have queued (1..=1024)",
+        },
     },
 }

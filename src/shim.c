@@ -3,10 +3,11 @@
  * C shim for edu_dma.ko: kernel APIs that exist only as static inlines (or macros) and have no
  * rust/helpers wrapper in Linux 7.2, so Rust cannot reach them through `kernel::bindings`.
  * Each function is a one-line forwarder; the leaf of src/raw/ that needs it declares it and is
- * its only user (dma.rs, gup.rs, pci.rs).
+ * its only user (dma.rs, gup.rs, irqlock.rs, pci.rs).
  */
 #include <linux/dma-mapping.h>
 #include <linux/pci.h>
+#include <linux/spinlock.h>
 #include <linux/uio.h>
 
 int edu_dma_mapping_error(struct device *dev, dma_addr_t addr);
@@ -42,4 +43,26 @@ bool edu_iov_iter_extract_will_pin(const struct iov_iter *iter)
 int edu_pci_domain_nr(struct pci_dev *pdev)
 {
 	return pci_domain_nr(pdev->bus);
+}
+
+unsigned long edu_spin_lock_irqsave(spinlock_t *lock);
+int edu_spin_trylock_irqsave(spinlock_t *lock, unsigned long *flags);
+void edu_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags);
+
+unsigned long edu_spin_lock_irqsave(spinlock_t *lock)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(lock, flags);
+	return flags;
+}
+
+int edu_spin_trylock_irqsave(spinlock_t *lock, unsigned long *flags)
+{
+	return spin_trylock_irqsave(lock, *flags);
+}
+
+void edu_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags)
+{
+	spin_unlock_irqrestore(lock, flags);
 }

@@ -6,13 +6,22 @@
 //! Each transfer is validated by the caller, turned into device pieces (`Buffer::pieces`,
 //! `UserDma::pieces`) and run on the engine; pins and mappings are released when the function
 //! returns, after the engine is idle.
+//!
+//! The `queued_*` functions build the same transfers as queued requests instead: the commands,
+//! computed at submit, and the hold that keeps their memory pinned and mapped (or the buffer
+//! referenced) until the request is reaped or cancelled.
 
 use kernel::{page::PAGE_SIZE, prelude::*, sync::Arc};
 
 use crate::{
     buffer::Buffer,
     device::Live,
-    engine::Dir,
+    engine::{
+        Cmd,
+        Dir,
+        Hold,
+        Request, //
+    },
     raw::gup::Pinned,
     split::{
         self,
@@ -143,4 +152,143 @@ impl CopyJob {
         }
         Ok(())
     }
+}
+
+/// The commands of a transfer of `pieces` at consecutive window offsets from `win_off`: one
+/// step (nobody else's command runs in between).
+fn xfer_cmds(pieces: &[Piece], win_off: usize, dir: Dir) -> Result<KVec<Cmd>> {
+    let mut cmds = KVec::with_capacity(pieces.len(), GFP_KERNEL)?;
+    let (mut w, mut credit) = (win_off, 0);
+    for (i, &piece) in pieces.iter().enumerate() {
+        credit += piece.len;
+        cmds.push(
+            Cmd {
+                piece,
+                win_off: w,
+                dir,
+                credit,
+                step_end: i + 1 == pieces.len(),
+            },
+            GFP_KERNEL,
+        )?;
+        w += piece.len;
+    }
+    if cmds.is_empty() {
+        return Err(EINVAL);
+    }
+    Ok(cmds)
+}
+
+/// A queued [`buffer_xfer`]; the request holds a reference to `buf`.
+pub(crate) fn queued_buffer_xfer(
+    buf: Arc<Buffer>,
+    offset: usize,
+    win_off: usize,
+    count: usize,
+    dir: Dir,
+    cookie: u64,
+    timeout_ms: u32,
+) -> Result<Request> {
+    let mut pieces = KVec::new();
+    buf.pieces(offset, count, &mut pieces)?;
+    let cmds = xfer_cmds(&pieces, win_off, dir)?;
+    let hold: Hold = KBox::new(buf, GFP_KERNEL)?;
+    Ok(Request {
+        cookie,
+        cmds,
+        timeout_ms,
+        hold,
+    })
+}
+
+/// A queued zero-copy transfer of `[addr, addr + len)` of the current process (ranges already
+/// validated): pinned and mapped now, released with the request.
+pub(crate) fn queued_user_xfer(
+    live: &Live<'_>,
+    addr: usize,
+    len: usize,
+    win_off: usize,
+    dir: Dir,
+    cookie: u64,
+    timeout_ms: u32,
+) -> Result<Request> {
+    let dma = UserDma::map(live.dev, userpages::pin(addr, len, dir)?, dir)?;
+    let mut pieces = KVec::new();
+    dma.pieces(&mut pieces)?;
+    let cmds = xfer_cmds(&pieces, win_off, dir)?;
+    let hold: Hold = KBox::new(dma, GFP_KERNEL)?;
+    Ok(Request {
+        cookie,
+        cmds,
+        timeout_ms,
+        hold,
+    })
+}
+
+/// The longest queued copy: one pin window (both sides are pinned whole at submit).
+pub(crate) fn queued_copy_max(pin_pages: usize) -> usize {
+    split::copy_step(pin_pages, PAGE_SIZE)
+}
+
+/// A queued copy of `len` bytes (ranges already checked, `len` at most [`queued_copy_max`]):
+/// both sides pinned and mapped now; one step per window chunk, both halves of a chunk back to
+/// back. A chunk's bytes count as its second half's pieces complete.
+pub(crate) fn queued_copy(
+    live: &Live<'_>,
+    src: Side,
+    dst: Side,
+    len: usize,
+    cookie: u64,
+    timeout_ms: u32,
+) -> Result<Request> {
+    let mut src_pieces = KVec::new();
+    let mut dst_pieces = KVec::new();
+    let src_hold = src.window(live, 0, len, Dir::ToDevice, &mut src_pieces)?;
+    let dst_hold = dst.window(live, 0, len, Dir::FromDevice, &mut dst_pieces)?;
+    let mut cmds = KVec::with_capacity(src_pieces.len() + dst_pieces.len(), GFP_KERNEL)?;
+    let (mut s, mut d) = (&src_pieces[..], &dst_pieces[..]);
+    let mut off = 0;
+    while off < len {
+        let chunk = WINDOW.min(len - off);
+        // Both sides were split at the same window steps: a chunk is whole pieces.
+        let si = split::chunk_pieces(s, chunk).ok_or(EINVAL)?;
+        let di = split::chunk_pieces(d, chunk).ok_or(EINVAL)?;
+        let ((sc, s_rest), (dc, d_rest)) = (s.split_at(si), d.split_at(di));
+        let mut w = 0;
+        for &piece in sc {
+            let cmd = Cmd {
+                piece,
+                win_off: w,
+                dir: Dir::ToDevice,
+                credit: off,
+                step_end: false,
+            };
+            cmds.push(cmd, GFP_KERNEL)?;
+            w += piece.len;
+        }
+        let mut w = 0;
+        for (j, &piece) in dc.iter().enumerate() {
+            let cmd = Cmd {
+                piece,
+                win_off: w,
+                dir: Dir::FromDevice,
+                credit: off + w + piece.len,
+                step_end: j + 1 == dc.len(),
+            };
+            cmds.push(cmd, GFP_KERNEL)?;
+            w += piece.len;
+        }
+        (s, d) = (s_rest, d_rest);
+        off += chunk;
+    }
+    if cmds.is_empty() {
+        return Err(EINVAL);
+    }
+    let hold: Hold = KBox::new((src, dst, src_hold, dst_hold), GFP_KERNEL)?;
+    Ok(Request {
+        cookie,
+        cmds,
+        timeout_ms,
+        hold,
+    })
 }

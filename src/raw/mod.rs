@@ -17,6 +17,7 @@
 pub(crate) mod cred;
 pub(crate) mod dma;
 pub(crate) mod gup;
+pub(crate) mod irqlock;
 pub(crate) mod misc;
 pub(crate) mod pci;
 pub(crate) mod vm;
@@ -24,8 +25,15 @@ pub(crate) mod vm;
 use core::ptr;
 use kernel::{
     bindings,
-    device, //
+    device,
+    error::Error, //
 };
+
+/// `ECANCELED`: a queued request was cancelled (its file closed). 7.2 gap: `kernel::error::code`
+/// has no `ECANCELED`.
+pub(crate) fn ecanceled() -> Error {
+    Error::from_errno(-(bindings::ECANCELED as i32))
+}
 
 /// The raw `struct device` of `dev`.
 fn raw_dev<Ctx: device::DeviceContext>(dev: &device::Device<Ctx>) -> *mut bindings::device {

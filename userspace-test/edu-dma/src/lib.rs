@@ -28,10 +28,12 @@ pub mod split;
 mod layout;
 mod mapping;
 pub mod pattern;
+mod queue;
 pub mod size;
 
 pub use layout::uapi_layout_report;
 pub use mapping::{page_size, Mapping};
+pub use queue::Queue;
 pub use pattern::{
     fill_pattern, fill_pattern_inverted, first_mismatch, pattern, pattern_byte, pattern_mismatch,
 };

@@ -5,7 +5,7 @@
 //! Exit status 0 iff no test failed.
 //!
 //! Usage: `edu-tests [--filter SUBSTR] [--list] [--group NAME|all]...` with the groups core, buf,
-//! timeouts, user, unbind, stress, unplug, failnth. `all`, the default, is every group but the
+//! timeouts, user, queue, unbind, stress, unplug, failnth. `all`, the default, is every group but the
 //! opt-in ones (`unbind`, `stress`, `unplug`, `failnth`), which must be asked for by name.
 //! `unplug` needs a host that hot-unplugs edu-dma1 when the guest prints `EDU-UNPLUG-NOW 1`
 //! (`scripts/vm --hotplug`); `failnth` a kernel with fault injection (the debug kernel).
@@ -15,6 +15,7 @@ mod buf;
 mod core;
 mod failnth;
 mod harness;
+mod queue;
 mod stress;
 mod timeouts;
 mod unbind;
@@ -39,6 +40,7 @@ const GROUPS: &[Group] = &[
     ("buf", buf::tests),
     ("timeouts", timeouts::tests),
     ("user", user::tests),
+    ("queue", queue::tests),
     ("unbind", unbind::tests),
     ("stress", stress::tests),
     ("unplug", unplug::tests),
@@ -57,7 +59,7 @@ struct Args {
 
 fn usage() -> String {
     "usage: edu-tests [--filter SUBSTR] [--list] \
-     [--group core|buf|timeouts|user|unbind|stress|unplug|failnth|all]...\n\
+     [--group core|buf|timeouts|user|queue|unbind|stress|unplug|failnth|all]...\n\
      --group may be repeated; default all (every group but unbind, stress, unplug and failnth)"
         .to_string()
 }
@@ -229,13 +231,14 @@ mod tests {
         let order: Vec<&str> = all.iter().map(|n| n.split('.').next().unwrap()).collect();
         let mut dedup = order.clone();
         dedup.dedup();
-        assert_eq!(dedup, ["core", "buf", "timeouts", "user"]);
+        assert_eq!(dedup, ["core", "buf", "timeouts", "user", "queue"]);
         let unbind = names(&["unbind"], None);
         assert_eq!(
             unbind,
             [
                 "unbind.unbind_rebind",
                 "unbind.inflight",
+                "unbind.queue",
                 "unbind.rmmod_busy"
             ]
         );
