@@ -464,11 +464,9 @@ impl Engine {
                     CondVarTimeoutResult::Timeout => ETIMEDOUT,
                 }
             };
-            let done = st
-                .files
-                .iter()
-                .find(|fq| fq.id == id)
-                .map_or(0, |fq| fq.slots.iter().filter(|s| s.status.is_some()).count());
+            let done = st.files.iter().find(|fq| fq.id == id).map_or(0, |fq| {
+                fq.slots.iter().filter(|s| s.status.is_some()).count()
+            });
             return if done > 0 { Ok(done) } else { Err(err) };
         }
     }
@@ -568,8 +566,12 @@ impl Engine {
     pub(crate) fn detach_gone(&self, id: u64) {
         let fq = {
             let mut st = self.state.lock();
-            match st.files.iter().position(|fq| fq.id == id) {
-                Some(i) if st.files[i].slots.iter().all(|s| s.hold.is_none()) => {
+            let at = st.files.iter().position(|fq| fq.id == id);
+            let released = at
+                .and_then(|i| st.files.get(i))
+                .is_some_and(|fq| fq.slots.iter().all(|s| s.hold.is_none()));
+            match at {
+                Some(i) if released => {
                     if st.rr > i {
                         st.rr -= 1;
                     }
@@ -589,7 +591,9 @@ impl Engine {
         let n = st.files.len();
         for k in 0..n {
             let i = (st.rr + k) % n;
-            let fq = &st.files[i];
+            let Some(fq) = st.files.get(i) else {
+                return;
+            };
             if fq.closing {
                 continue;
             }
@@ -618,7 +622,15 @@ impl Engine {
             return;
         };
         let timeout = Delta::from_millis(slot.timeout_ms.into());
-        if program(bar, cmd.piece, cmd.win_off, cmd.dir, !self.take_dropped_irq()).is_err() {
+        if program(
+            bar,
+            cmd.piece,
+            cmd.win_off,
+            cmd.dir,
+            !self.take_dropped_irq(),
+        )
+        .is_err()
+        {
             // Never programmed: a bad range (not reached: ranges are checked at submit).
             slot.status = Some(EINVAL.to_errno());
             self.cv.notify_all();

@@ -511,9 +511,7 @@ impl EduFile {
             return Err(EINVAL);
         }
         let count = req.count as usize;
-        let bytes = count
-            .checked_mul(size_of::<EduDmaReq>())
-            .ok_or(EINVAL)?;
+        let bytes = count.checked_mul(size_of::<EduDmaReq>()).ok_or(EINVAL)?;
         let addr = usize::try_from(req.reqs).map_err(|_| EFAULT)?;
         let id = self.queue_id()?;
         let mut reader = UserSlice::new(UserPtr::from_addr(addr), bytes).reader();

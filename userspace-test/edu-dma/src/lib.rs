@@ -33,10 +33,10 @@ pub mod size;
 
 pub use layout::uapi_layout_report;
 pub use mapping::{page_size, Mapping};
-pub use queue::Queue;
 pub use pattern::{
     fill_pattern, fill_pattern_inverted, first_mismatch, pattern, pattern_byte, pattern_mismatch,
 };
+pub use queue::Queue;
 pub use size::{format_size, parse_size, SizeError};
 
 use uapi::*;

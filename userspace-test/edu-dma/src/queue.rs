@@ -135,7 +135,8 @@ impl<'d> Queue<'d> {
     pub unsafe fn submit(&self, reqs: &[EduDmaReq]) -> io::Result<usize> {
         let arg = EduDmaSubmit {
             reqs: reqs.as_ptr() as u64,
-            count: u32::try_from(reqs.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
+            count: u32::try_from(reqs.len())
+                .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
             flags: 0,
         };
         // SAFETY: `reqs` is a readable array of `count` requests; the rest is the caller's.

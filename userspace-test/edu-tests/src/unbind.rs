@@ -115,7 +115,9 @@ fn unbind_queue() -> TestResult {
         ensure_eq(n, depth, &format!("file {f}: queued"))?;
         bufs.push(buf.into_handle());
     }
-    diag(format!("unbinding {addr} with two full queues ({depth} requests each)"));
+    diag(format!(
+        "unbinding {addr} with two full queues ({depth} requests each)"
+    ));
     let mut rebind = unbind(&addr)?;
     let mut completed = 0;
     for (f, dev) in files.iter().enumerate() {
@@ -127,28 +129,47 @@ fn unbind_queue() -> TestResult {
             format!("file {f}: cookies reaped {cookies:?}, want each of 0..{depth} once")
         })?;
         for c in &c {
-            let ok = (c.status == 0 && c.done == 4096) || (c.status == -libc::ENODEV && c.done == 0);
+            let ok =
+                (c.status == 0 && c.done == 4096) || (c.status == -libc::ENODEV && c.done == 0);
             ensure(ok, || {
-                format!("file {f}: cookie {} status {} done {}", c.cookie, c.status, c.done)
+                format!(
+                    "file {f}: cookie {} status {} done {}",
+                    c.cookie, c.status, c.done
+                )
             })?;
             completed += usize::from(c.status == 0);
         }
         let mut out = [EduDmaCqe::default(); 1];
-        expect_errno(q.reap_nonblock(&mut out), libc::ENODEV, "reap after everything was reaped")?;
+        expect_errno(
+            q.reap_nonblock(&mut out),
+            libc::ENODEV,
+            "reap after everything was reaped",
+        )?;
         expect_errno(
             q.submit_buffers(&[EduDmaReq::buffer_xfer(0, bufs[f], 0, 0, 1, Dir::ToDevice)]),
             libc::ENODEV,
             "submit after unbind",
         )?;
     }
-    diag(format!("{completed} request(s) completed before the unbind"));
-    ensure(completed <= 2, || format!("{completed} requests completed during the unbind"))?;
+    diag(format!(
+        "{completed} request(s) completed before the unbind"
+    ));
+    ensure(completed <= 2, || {
+        format!("{completed} requests completed during the unbind")
+    })?;
     drop(files);
     let d = rebind.bind_and_open()?;
     let q = Queue::new(&d);
     let buf = d.alloc(4096, BufKind::Coherent).ctx("alloc after rebind")?;
-    q.submit_buffers(&[EduDmaReq::buffer_xfer(5, buf.handle(), 0, 0, 64, Dir::ToDevice)])
-        .ctx("submit after rebind")?;
+    q.submit_buffers(&[EduDmaReq::buffer_xfer(
+        5,
+        buf.handle(),
+        0,
+        0,
+        64,
+        Dir::ToDevice,
+    )])
+    .ctx("submit after rebind")?;
     let c = crate::queue::reap_all(&q, 1)?;
     crate::queue::check_cqe(&c[0], 5, 0, 64, "after rebind")
 }

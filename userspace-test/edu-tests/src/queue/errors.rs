@@ -22,9 +22,21 @@ pub fn errors() -> TestResult {
         unsafe { q.submit_raw(&EduDmaSubmit { reqs, count, flags }) }
     };
     let one = [good];
-    expect_errno(submit(one.as_ptr() as u64, 0, 0), libc::EINVAL, "submit count 0")?;
-    expect_errno(submit(one.as_ptr() as u64, 1, 1), libc::EINVAL, "submit flags 1")?;
-    expect_errno(submit(bad_addr, 1, 0), libc::EFAULT, "submit, unmapped request array")?;
+    expect_errno(
+        submit(one.as_ptr() as u64, 0, 0),
+        libc::EINVAL,
+        "submit count 0",
+    )?;
+    expect_errno(
+        submit(one.as_ptr() as u64, 1, 1),
+        libc::EINVAL,
+        "submit flags 1",
+    )?;
+    expect_errno(
+        submit(bad_addr, 1, 0),
+        libc::EFAULT,
+        "submit, unmapped request array",
+    )?;
     expect_errno(submit(0, 1, 0), libc::EFAULT, "submit, NULL request array")?;
 
     // One bad request each.
@@ -41,33 +53,125 @@ pub fn errors() -> TestResult {
         ("op 99", with(&|r| r.op = 99), libc::EINVAL),
         ("xfer flags 0", with(&|r| r.flags = 0), libc::EINVAL),
         ("xfer flags 3", with(&|r| r.flags = 3), libc::EINVAL),
-        ("xfer unknown handle", with(&|r| r.handle = 999), libc::ENOENT),
+        (
+            "xfer unknown handle",
+            with(&|r| r.handle = 999),
+            libc::ENOENT,
+        ),
         ("xfer len 0", with(&|r| r.len = 0), libc::EINVAL),
         ("xfer len 4097", with(&|r| r.len = 4097), libc::EINVAL),
         ("xfer len 2^32", with(&|r| r.len = 1 << 32), libc::EINVAL),
-        ("xfer past the window", with(&|r| r.win_offset = 4090), libc::EINVAL),
-        ("xfer past the buffer", with(&|r| r.addr = 8190), libc::EINVAL),
+        (
+            "xfer past the window",
+            with(&|r| r.win_offset = 4090),
+            libc::EINVAL,
+        ),
+        (
+            "xfer past the buffer",
+            with(&|r| r.addr = 8190),
+            libc::EINVAL,
+        ),
         ("xfer dst set", with(&|r| r.dst = 1), libc::EINVAL),
-        ("xfer dst_handle set", with(&|r| r.dst_handle = h), libc::EINVAL),
-        ("user_xfer unmapped", EduDmaReq { addr: bad_addr, ..user_req }, libc::EFAULT),
-        ("user_xfer handle set", EduDmaReq { handle: h, ..user_req }, libc::EINVAL),
-        ("user_xfer len 0", EduDmaReq { len: 0, ..user_req }, libc::EINVAL),
-        ("user_xfer wraps", EduDmaReq { addr: u64::MAX - 10, ..user_req }, libc::EINVAL),
-        ("user_xfer flags 0", EduDmaReq { flags: 0, ..user_req }, libc::EINVAL),
+        (
+            "xfer dst_handle set",
+            with(&|r| r.dst_handle = h),
+            libc::EINVAL,
+        ),
+        (
+            "user_xfer unmapped",
+            EduDmaReq {
+                addr: bad_addr,
+                ..user_req
+            },
+            libc::EFAULT,
+        ),
+        (
+            "user_xfer handle set",
+            EduDmaReq {
+                handle: h,
+                ..user_req
+            },
+            libc::EINVAL,
+        ),
+        (
+            "user_xfer len 0",
+            EduDmaReq { len: 0, ..user_req },
+            libc::EINVAL,
+        ),
+        (
+            "user_xfer wraps",
+            EduDmaReq {
+                addr: u64::MAX - 10,
+                ..user_req
+            },
+            libc::EINVAL,
+        ),
+        (
+            "user_xfer flags 0",
+            EduDmaReq {
+                flags: 0,
+                ..user_req
+            },
+            libc::EINVAL,
+        ),
         ("copy len 0", EduDmaReq { len: 0, ..copy_req }, libc::EINVAL),
-        ("copy flags 4", EduDmaReq { flags: 4 | copy_req.flags, ..copy_req }, libc::EINVAL),
-        ("copy unknown src", EduDmaReq { handle: 999, ..copy_req }, libc::ENOENT),
-        ("copy unknown dst", EduDmaReq { dst_handle: 999, ..copy_req }, libc::ENOENT),
-        ("copy past the buffer", EduDmaReq { dst: 8000, ..copy_req }, libc::EINVAL),
-        ("copy win_offset set", EduDmaReq { win_offset: 1, ..copy_req }, libc::EINVAL),
+        (
+            "copy flags 4",
+            EduDmaReq {
+                flags: 4 | copy_req.flags,
+                ..copy_req
+            },
+            libc::EINVAL,
+        ),
+        (
+            "copy unknown src",
+            EduDmaReq {
+                handle: 999,
+                ..copy_req
+            },
+            libc::ENOENT,
+        ),
+        (
+            "copy unknown dst",
+            EduDmaReq {
+                dst_handle: 999,
+                ..copy_req
+            },
+            libc::ENOENT,
+        ),
+        (
+            "copy past the buffer",
+            EduDmaReq {
+                dst: 8000,
+                ..copy_req
+            },
+            libc::EINVAL,
+        ),
+        (
+            "copy win_offset set",
+            EduDmaReq {
+                win_offset: 1,
+                ..copy_req
+            },
+            libc::EINVAL,
+        ),
         (
             "copy user src with a handle",
-            EduDmaReq { flags: EDU_DMA_COPY_DST_BUF, addr: user.addr(), ..copy_req },
+            EduDmaReq {
+                flags: EDU_DMA_COPY_DST_BUF,
+                addr: user.addr(),
+                ..copy_req
+            },
             libc::EINVAL,
         ),
         (
             "copy user src unmapped",
-            EduDmaReq { flags: EDU_DMA_COPY_DST_BUF, addr: bad_addr, handle: 0, ..copy_req },
+            EduDmaReq {
+                flags: EDU_DMA_COPY_DST_BUF,
+                addr: bad_addr,
+                handle: 0,
+                ..copy_req
+            },
             libc::EFAULT,
         ),
         (
@@ -87,7 +191,13 @@ pub fn errors() -> TestResult {
 
     // REAP's argument.
     let reap = |cqes: u64, max: u32, min: u32, flags: u32| {
-        let arg = EduDmaReap { cqes, max, min, timeout_ms: 0, flags };
+        let arg = EduDmaReap {
+            cqes,
+            max,
+            min,
+            timeout_ms: 0,
+            flags,
+        };
         // SAFETY: `cqes` is unmapped or unused.
         unsafe { q.reap_raw(&arg) }
     };
@@ -95,7 +205,11 @@ pub fn errors() -> TestResult {
     expect_errno(reap(bad_addr, 1, 2, 0), libc::EINVAL, "reap min > max")?;
     expect_errno(reap(bad_addr, 1, 0, 2), libc::EINVAL, "reap flags 2")?;
     // An unwritable completion array loses nothing.
-    expect_errno(reap(bad_addr, 4, 1, 0), libc::EFAULT, "reap into unmapped memory")?;
+    expect_errno(
+        reap(bad_addr, 4, 1, 0),
+        libc::EFAULT,
+        "reap into unmapped memory",
+    )?;
     let c = reap_all(&q, 1)?;
     check_cqe(&c[0], 1, 0, 64, "the completion after EFAULT")?;
     // A bad ioctl argument pointer.

@@ -86,8 +86,7 @@ fn order() -> TestResult {
             } else {
                 Dir::FromDevice
             };
-            let off = if i % 2 == 0 { i * 4096 } else { i * 4096 };
-            EduDmaReq::buffer_xfer(100 + i, h, off, 0, 4096, dir)
+            EduDmaReq::buffer_xfer(100 + i, h, i * 4096, 0, 4096, dir)
         })
         .collect();
     ensure_eq(q.submit_buffers(&reqs).ctx("submit 6")?, 6, "queued")?;
@@ -187,11 +186,16 @@ fn full() -> TestResult {
     ensure_eq(q.reap(&mut one, 1, 10_000).ctx("reap 1")?, 1, "reaped")?;
     check_cqe(&one[0], 0, 0, 1, "first")?;
     let n = poll(&mut fds, PollTimeout::ZERO).map_err(|e| format!("poll: {e}"))?;
-    ensure(n == 1 && fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLOUT)), || {
-        "no POLLOUT after a reap".to_string()
-    })?;
+    ensure(
+        n == 1
+            && fds[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLOUT)),
+        || "no POLLOUT after a reap".to_string(),
+    )?;
     ensure_eq(
-        q.submit_buffers(&reqs[depth..depth + 1]).ctx("submit after a reap")?,
+        q.submit_buffers(&reqs[depth..depth + 1])
+            .ctx("submit after a reap")?,
         1,
         "queued",
     )?;
@@ -202,21 +206,37 @@ fn full() -> TestResult {
 fn poll_in(dev: &Device, ms: u16) -> Result<bool, String> {
     let mut fds = [PollFd::new(dev.as_fd(), PollFlags::POLLIN)];
     let n = poll(&mut fds, PollTimeout::from(ms)).map_err(|e| format!("poll: {e}"))?;
-    Ok(n == 1 && fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN)))
+    Ok(n == 1
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN)))
 }
 
 fn poll_level() -> TestResult {
     let dev = open(0)?;
     let q = Queue::new(&dev);
-    ensure(!poll_in(&dev, 0)?, || "POLLIN before any submit".to_string())?;
+    ensure(!poll_in(&dev, 0)?, || {
+        "POLLIN before any submit".to_string()
+    })?;
     let buf = dev.alloc(4096, BufKind::Coherent).ctx("alloc")?;
-    let r = [EduDmaReq::buffer_xfer(7, buf.handle(), 0, 0, 128, Dir::ToDevice)];
+    let r = [EduDmaReq::buffer_xfer(
+        7,
+        buf.handle(),
+        0,
+        0,
+        128,
+        Dir::ToDevice,
+    )];
     q.submit_buffers(&r).ctx("submit")?;
-    ensure(!poll_in(&dev, 0)?, || "POLLIN while the command runs".to_string())?;
+    ensure(!poll_in(&dev, 0)?, || {
+        "POLLIN while the command runs".to_string()
+    })?;
     let t = Instant::now();
     ensure(poll_in(&dev, 5000)?, || "no POLLIN within 5 s".to_string())?;
     diag(format!("POLLIN after {:?}", t.elapsed()));
-    ensure(poll_in(&dev, 0)?, || "POLLIN gone before the reap (level)".to_string())?;
+    ensure(poll_in(&dev, 0)?, || {
+        "POLLIN gone before the reap (level)".to_string()
+    })?;
     let mut out = [EduDmaCqe::default(); 4];
     ensure_eq(q.reap_nonblock(&mut out).ctx("reap")?, 1, "reaped")?;
     check_cqe(&out[0], 7, 0, 128, "completion")?;
@@ -227,7 +247,16 @@ fn epoll_level_edge() -> TestResult {
     let dev = open(0)?;
     let q = Queue::new(&dev);
     let buf = dev.alloc(4096, BufKind::Coherent).ctx("alloc")?;
-    let r = |c| [EduDmaReq::buffer_xfer(c, buf.handle(), 0, 0, 16, Dir::ToDevice)];
+    let r = |c| {
+        [EduDmaReq::buffer_xfer(
+            c,
+            buf.handle(),
+            0,
+            0,
+            16,
+            Dir::ToDevice,
+        )]
+    };
     let ep = |flags| -> Result<Epoll, String> {
         let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|e| format!("epoll: {e}"))?;
         ep.add(dev.as_fd(), EpollEvent::new(flags, 1))
@@ -248,7 +277,11 @@ fn epoll_level_edge() -> TestResult {
     ensure_eq(wait(&edge, 0)?, 1, "edge event")?;
     ensure_eq(wait(&edge, 0)?, 0, "edge event once")?;
     q.submit_buffers(&r(2)).ctx("submit 2")?;
-    ensure_eq(wait(&edge, 5000)?, 1, "edge event for the second completion")?;
+    ensure_eq(
+        wait(&edge, 5000)?,
+        1,
+        "edge event for the second completion",
+    )?;
     let mut out = [EduDmaCqe::default(); 4];
     ensure_eq(q.reap_nonblock(&mut out).ctx("reap")?, 2, "reaped")?;
     check_cqe(&out[0], 1, 0, 16, "first")?;
@@ -262,15 +295,38 @@ fn reap_timeout_nonblock() -> TestResult {
     let dev = open(0)?;
     let q = Queue::new(&dev);
     let mut out = [EduDmaCqe::default(); 2];
-    expect_errno(q.reap_nonblock(&mut out), libc::EAGAIN, "non-blocking reap, nothing submitted")?;
-    ensure_eq(q.reap(&mut out, 1, 0).ctx("reap, nothing in flight")?, 0, "reaped")?;
+    expect_errno(
+        q.reap_nonblock(&mut out),
+        libc::EAGAIN,
+        "non-blocking reap, nothing submitted",
+    )?;
+    ensure_eq(
+        q.reap(&mut out, 1, 0).ctx("reap, nothing in flight")?,
+        0,
+        "reaped",
+    )?;
     let buf = dev.alloc(4096, BufKind::Coherent).ctx("alloc")?;
-    q.submit_buffers(&[EduDmaReq::buffer_xfer(9, buf.handle(), 0, 0, 8, Dir::ToDevice)])
-        .ctx("submit")?;
-    expect_errno(q.reap_nonblock(&mut out), libc::EAGAIN, "non-blocking reap, command running")?;
+    q.submit_buffers(&[EduDmaReq::buffer_xfer(
+        9,
+        buf.handle(),
+        0,
+        0,
+        8,
+        Dir::ToDevice,
+    )])
+    .ctx("submit")?;
+    expect_errno(
+        q.reap_nonblock(&mut out),
+        libc::EAGAIN,
+        "non-blocking reap, command running",
+    )?;
     // A DMA command takes 100 ms of guest time: a 20 ms wait ends first.
     let t = Instant::now();
-    expect_errno(q.reap(&mut out, 1, 20), libc::ETIMEDOUT, "reap with a 20 ms timeout")?;
+    expect_errno(
+        q.reap(&mut out, 1, 20),
+        libc::ETIMEDOUT,
+        "reap with a 20 ms timeout",
+    )?;
     ensure(t.elapsed() >= Duration::from_millis(15), || {
         format!("timed out after {:?}", t.elapsed())
     })?;
@@ -297,14 +353,27 @@ fn lost_irq() -> TestResult {
     let c = reap_all(&q, 3)?;
     diag(format!("3 completions after {:?}", t.elapsed()));
     // The first command finished without its interrupt: ETIMEDOUT, and its bytes landed.
-    check_cqe(&c[0], 0, -libc::ETIMEDOUT, 4096, "the command whose interrupt was lost")?;
+    check_cqe(
+        &c[0],
+        0,
+        -libc::ETIMEDOUT,
+        4096,
+        "the command whose interrupt was lost",
+    )?;
     check_cqe(&c[1], 1, 0, 4096, "the next")?;
     check_cqe(&c[2], 2, 0, 4096, "the last")?;
     ensure(t.elapsed() >= Duration::from_millis(250), || {
-        format!("the lost interrupt was noticed after {:?} (timeout 300 ms)", t.elapsed())
+        format!(
+            "the lost interrupt was noticed after {:?} (timeout 300 ms)",
+            t.elapsed()
+        )
     })?;
     let after = dev.info().ctx("info")?;
-    ensure_eq(after.timeout_count, before.timeout_count + 1, "timeout_count increase")?;
+    ensure_eq(
+        after.timeout_count,
+        before.timeout_count + 1,
+        "timeout_count increase",
+    )?;
     round_trip_on(&dev, 0x51, "sync transfer after the lost interrupt")
 }
 
@@ -319,8 +388,10 @@ fn sync_beside() -> TestResult {
     ensure_eq(qa.submit_buffers(&reqs).ctx("submit")?, 4, "queued")?;
     let data = pattern(2048, 61);
     let mut back = vec![0u8; 2048];
-    b.write_window_from(&data, 0).ctx("sync write beside the queue")?;
-    b.read_window_into(&mut back, 0).ctx("sync read beside the queue")?;
+    b.write_window_from(&data, 0)
+        .ctx("sync write beside the queue")?;
+    b.read_window_into(&mut back, 0)
+        .ctx("sync read beside the queue")?;
     check_same(&back, &data, "sync round trip beside the queue")?;
     ensure_eq(b.factorial(5).ctx("factorial beside the queue")?, 120, "5!")?;
     let c = reap_all(&qa, 4)?;
@@ -341,7 +412,9 @@ fn busy_file(d: u32, n: usize) -> Result<(Device, Anon), String> {
     let dev = open(d)?;
     let q = Queue::new(&dev);
     let cap = cap_bytes()?;
-    let buf = dev.alloc(cap, BufKind::Streaming).ctx("alloc the whole cap")?;
+    let buf = dev
+        .alloc(cap, BufKind::Streaming)
+        .ctx("alloc the whole cap")?;
     let user = Anon::new(64 * 1024).ctx("mmap")?;
     let mut reqs = Vec::new();
     for i in 0..n as u64 {
@@ -373,7 +446,10 @@ fn close_queued() -> TestResult {
     let (dev, user) = busy_file(1, 10)?;
     let t = Instant::now();
     drop(dev);
-    diag(format!("close with 10 requests queued took {:?}", t.elapsed()));
+    diag(format!(
+        "close with 10 requests queued took {:?}",
+        t.elapsed()
+    ));
     drop(user);
     budget_back(1, "after close with queued requests")
 }
