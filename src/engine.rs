@@ -29,7 +29,8 @@
 //! its bytes counted: they landed), or `IDLE_WAIT` later if it never does (`EIO`).
 //!
 //! Synchronous callers and the queue alternate: a waiting synchronous call gets the device at
-//! the next step boundary, and a released hold restarts the queue.
+//! the next step boundary, and a released hold starts the queue's next step before the next
+//! synchronous caller.
 
 use kernel::{
     device::{
@@ -583,9 +584,15 @@ impl Engine {
         drop(fq);
     }
 
-    /// Starts the next queued step if the device is free: round robin over the files.
+    /// Starts the next queued step if the device is free and no synchronous caller waits for
+    /// it: round robin over the files.
     fn dispatch(&self, st: &mut IrqSpinLockGuard<'_, State>, bar: &Bar0) {
-        if st.closed || st.busy || st.running.is_some() || st.sync_waiters > 0 {
+        self.dispatch_next(st, bar, true);
+    }
+
+    /// [`Engine::dispatch`]; `yield_to_sync`: not while a synchronous caller waits.
+    fn dispatch_next(&self, st: &mut IrqSpinLockGuard<'_, State>, bar: &Bar0, yield_to_sync: bool) {
+        if st.closed || st.busy || st.running.is_some() || (yield_to_sync && st.sync_waiters > 0) {
             return;
         }
         let n = st.files.len();
@@ -760,8 +767,10 @@ impl Drop for EngineHold<'_> {
         let mut st = self.engine.state.lock();
         st.busy = false;
         self.engine.cv.notify_all();
-        // The queue waited for this sequence.
-        self.engine.dispatch(&mut st, self.bar);
+        // The queue waited for this sequence: its next step goes first, even if other
+        // synchronous callers wait (they get the device at that step's end), so neither side
+        // can starve the other.
+        self.engine.dispatch_next(&mut st, self.bar, false);
     }
 }
 

@@ -37,8 +37,10 @@ use kernel::{
     prelude::*,
     sync::{
         atomic::{
+            Acquire,
             Atomic,
-            Relaxed, //
+            Relaxed,
+            Release, //
         },
         poll::PollTable,
         Arc,
@@ -229,7 +231,7 @@ fn user_range(addr: u64, len: u64) -> Result<(usize, usize)> {
 impl PinnedDrop for EduFile {
     fn drop(self: Pin<&mut Self>) {
         // The queue first: its requests hold buffer references, pins and mappings.
-        let id = self.qid.load(Relaxed);
+        let id = self.qid.load(Acquire);
         if id != 0
             && self
                 .edu
@@ -494,14 +496,20 @@ impl EduFile {
 
     /// The file's queue id, creating the queue at the first call.
     fn queue_id(&self) -> Result<u64> {
+        // Without the lock when it exists: a reaper may hold the lock while it waits.
+        let id = self.qid.load(Acquire);
+        if id != 0 {
+            return Ok(id);
+        }
         let _guard = self.queue.lock();
-        let id = self.qid.load(Relaxed);
+        let id = self.qid.load(Acquire);
         if id != 0 {
             return Ok(id);
         }
         let depth = self.edu.params.queue_depth;
         let id = self.edu.bound(|_| self.edu.engine.attach(depth))?;
-        self.qid.store(id, Relaxed);
+        // Release: whoever sees the id finds the queue in the engine.
+        self.qid.store(id, Release);
         Ok(id)
     }
 
@@ -612,7 +620,7 @@ impl EduFile {
         let nonblock = r.flags & EDU_DMA_REAP_NONBLOCK != 0;
         let addr = usize::try_from(r.cqes).map_err(|_| EFAULT)?;
         let _guard = self.queue.lock();
-        let id = self.qid.load(Relaxed);
+        let id = self.qid.load(Acquire);
         if id == 0 {
             return if nonblock { Err(EAGAIN) } else { Ok(0) };
         }

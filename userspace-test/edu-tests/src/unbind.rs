@@ -1,7 +1,8 @@
 //! Group `unbind` (opt-in, last): hot unbind with an open file and a live mapping, rebind, and
 //! module unload refused while a file is open; `queue`, an unbind with two full queues (every
-//! request ends exactly once, `ENODEV` unless it completed, reapable after the unbind); `inflight`, an unbind under a running COPY, shares
-//! its body with `unplug.inflight` (harness/inflight.rs). Never unloads the module.
+//! request ends exactly once, `ENODEV` unless it completed, reapable after the unbind);
+//! `inflight`, an unbind under a running COPY, shares its body with `unplug.inflight`
+//! (harness/inflight.rs). Never unloads the module.
 
 use std::ffi::CString;
 
@@ -154,8 +155,13 @@ fn unbind_queue() -> TestResult {
     diag(format!(
         "{completed} request(s) completed before the unbind"
     ));
-    ensure(completed <= 2, || {
-        format!("{completed} requests completed during the unbind")
+    // The unbind waits for the running command only, not for the queues (a few complete while
+    // the test reaches the unbind; more under the debug kernel, which runs slower).
+    ensure(completed < depth, || {
+        format!(
+            "{completed} of {} requests completed: the unbind drained the queues",
+            2 * depth
+        )
     })?;
     drop(files);
     let d = rebind.bind_and_open()?;
