@@ -202,6 +202,8 @@ struct State {
     rr: usize,
     /// The queued command on the device.
     running: Option<Running>,
+    /// Unbind released every hold (after `closed`): completions are reapable without `bound`.
+    released: bool,
     next_seq: u64,
     next_file: u64,
 }
@@ -234,6 +236,7 @@ impl Engine {
                     files: KVec::new(),
                     rr: 0,
                     running: None,
+                    released: false,
                     next_seq: 1,
                     next_file: 1,
                 },
@@ -346,6 +349,20 @@ impl Engine {
         while let Some(hold) = self.take_hold(None) {
             drop(hold);
         }
+        self.state.lock().released = true;
+        self.cv.notify_all();
+    }
+
+    /// Once the device is going away: waits (interruptibly; unbind is bounded by the watchdog)
+    /// until unbind released every hold, so that every completion can be reaped.
+    pub(crate) fn wait_released(&self) -> Result {
+        let mut st = self.state.lock();
+        while !st.released {
+            if self.cv.wait_interruptible(&mut st) {
+                return Err(EINTR);
+            }
+        }
+        Ok(())
     }
 
     /// Takes one hold of a request that is no longer in flight (of file `file`, or of any file

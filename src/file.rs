@@ -655,6 +655,7 @@ impl EduFile {
             Ok(())
         });
         if !entered {
+            engine.wait_released()?;
             engine.peek_done(id, &mut got, false);
             if got.is_empty() {
                 return Err(ENODEV);

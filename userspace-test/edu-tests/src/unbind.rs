@@ -119,11 +119,27 @@ fn unbind_queue() -> TestResult {
     diag(format!(
         "unbinding {addr} with two full queues ({depth} requests each)"
     ));
-    let mut rebind = unbind(&addr)?;
+    // File 0's completions go to a reaper that blocks (no timeout) across the unbind; file 1's
+    // are reaped after it.
+    let (rebind, blocked) = std::thread::scope(|s| {
+        let f0 = &files[0];
+        let h = s.spawn(move || Queue::new(f0).reap_n(depth, 0));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let rebind = unbind(&addr);
+        let blocked = h.join().map_err(|_| "reaper thread panicked".to_string());
+        (rebind, blocked)
+    });
+    let (mut rebind, mut blocked) = (
+        rebind?,
+        Some(blocked?.ctx("blocked reap across the unbind")?),
+    );
     let mut completed = 0;
     for (f, dev) in files.iter().enumerate() {
         let q = Queue::new(dev);
-        let c = crate::queue::reap_all(&q, depth)?;
+        let c = match blocked.take() {
+            Some(c) => c,
+            None => crate::queue::reap_all(&q, depth)?,
+        };
         let mut cookies: Vec<u64> = c.iter().map(|c| c.cookie).collect();
         cookies.sort_unstable();
         ensure(cookies == (0..depth as u64).collect::<Vec<_>>(), || {
