@@ -41,11 +41,13 @@
 //! A queued request's hold (pins, SG mappings, buffer references) is taken at submit, inside
 //! `bound`, and dropped in process context only, inside `bound` as well: when it is reaped, when
 //! its file closes (`Engine::detach`: requests not started end `ECANCELED`, the running one after
-//! its current command), or by `shutdown`, which ends the queued ones with `ENODEV`
+//! its current step), or by `shutdown`, which ends the queued ones with `ENODEV`
 //! (`Engine::close`), waits for the running command (`Engine::wait_quiet`), quiesces the device
 //! and then releases every hold (`Engine::release_all`) before it revokes the buffers. So no
 //! memory a request names is unmapped, unpinned or freed while the device may still access it,
 //! and every hold goes while the device is bound. Completions stay reapable after unbind.
+//! Synchronous DMA calls are requests too (`Engine::run_sync`), whose memory the caller holds
+//! inside its `bound` section until the request is over.
 
 use kernel::{
     device::{
@@ -67,6 +69,7 @@ use kernel::{
 
 use crate::{
     engine::{
+        Cmd,
         Engine,
         EngineHold,
         Request, //
@@ -309,7 +312,7 @@ pub(crate) struct Live<'a> {
 impl Live<'_> {
     /// Takes the command engine (see [`Engine::acquire`]).
     pub(crate) fn engine(&self) -> Result<EngineHold<'_>> {
-        self.edu.engine.acquire(self.dev, self.bar)
+        self.edu.engine.acquire(self.bar)
     }
 
     /// Queues `req` on the file queue `id` (see [`Engine::submit`]); a refused request's hold
@@ -322,6 +325,11 @@ impl Live<'_> {
                 drop(hold);
                 e
             })
+    }
+
+    /// Runs a synchronous call's commands (see [`Engine::run_sync`]): bytes done and result.
+    pub(crate) fn run_sync(&self, cmds: KVec<Cmd>, timeout_ms: u32) -> (usize, Result) {
+        self.edu.engine.run_sync(cmds, timeout_ms, self.bar)
     }
 
     /// Removes the file queue `id` (see [`Engine::detach`]).

@@ -1,21 +1,27 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The command engine of one device: one command (a DMA piece or a factorial) at a time,
-//! programmed through BAR0 and completed by the interrupt. Two kinds of users share it:
+//! programmed through BAR0 and completed by the interrupt. All DMA goes through one mechanism,
+//! the queue:
 //!
-//! - **Synchronous calls** take the engine ([`Engine::acquire`], interruptibly; `ENODEV` once
-//!   unbind closed it) and get an [`EngineHold`], which borrows BAR0 for as long as it lives: a
-//!   command sequence (e.g. both halves of a copy chunk) runs with nobody else in the window.
-//!   Each command waits for its completion bit, which the interrupt handler delivers under the
-//!   engine lock, so no wakeup is lost between a waiter's check and its sleep. On `EINTR` or
-//!   `ETIMEDOUT` a DMA command is not abandoned: the engine polls the device idle before it
-//!   returns, so the caller may unmap and free the memory the command targeted.
 //! - **The queue**: each file that submits gets a [`FileQueue`] of up to `queue_depth` requests,
 //!   each a list of commands built at submit (pins and mappings included, in the request's
 //!   [`Hold`]). The interrupt handler drives it: when a command completes it credits the bytes,
 //!   programs the request's next command (the rest of a step, e.g. the second half of a copy
 //!   chunk) or, at a step's end, the first command of the next file that has work (round robin),
 //!   and marks finished requests done. No thread runs between two queued commands.
+//! - **Synchronous DMA calls** (`XFER`, `USER_XFER`, `COPY`, read/write) are submit + wait on
+//!   the same machinery ([`Engine::run_sync`]): a request on a one-slot queue of their own, its
+//!   memory held by the caller until the request is over. A signal cancels what has not started
+//!   and waits until the running step finished (polling the device idle, in case an interrupt
+//!   is lost), so the caller may unmap and free the memory at once, and the bytes done are exact.
+//!
+//! Cancellation (close, signal) and unbind let the running step finish (at most a copy chunk's
+//! two halves), then end the request; requests that have not started end at once.
+//! - **Factorials** take the engine ([`Engine::acquire`], interruptibly; `ENODEV` once unbind
+//!   closed it) and get an [`EngineHold`], which borrows BAR0 for as long as it lives; the
+//!   completion bit is delivered by the interrupt handler under the engine lock, so no wakeup is
+//!   lost between the waiter's check and its sleep.
 //!
 //! Why the hard handler and not the interrupt thread: completing a command and starting the
 //! next is a few register accesses and list updates, with nothing that sleeps (holds are dropped
@@ -28,20 +34,12 @@
 //! running queued command once its timeout has passed and the device reads idle (`ETIMEDOUT`,
 //! its bytes counted: they landed), or `IDLE_WAIT` later if it never does (`EIO`).
 //!
-//! Synchronous callers and the queue alternate: a waiting synchronous call gets the device at
-//! the next step boundary, and a released hold starts the queue's next step before the next
-//! synchronous caller.
+//! A factorial and the queue alternate: a waiting factorial gets the device at the next step
+//! boundary, and a released hold starts the queue's next step before the next factorial.
 
 use kernel::{
-    device::{
-        Bound,
-        Device, //
-    },
     io::{
-        poll::{
-            read_poll_timeout,
-            read_poll_timeout_atomic, //
-        },
+        poll::read_poll_timeout_atomic,
         Io, //
     },
     new_poll_condvar,
@@ -55,6 +53,7 @@ use kernel::{
         CondVarTimeoutResult,
     },
     time::{
+        delay::fsleep,
         msecs_to_jiffies,
         Delta,
         Instant,
@@ -128,8 +127,9 @@ pub(crate) struct Request {
     pub(crate) cmds: KVec<Cmd>,
     /// Per-command timeout.
     pub(crate) timeout_ms: u32,
-    /// What the commands' bus addresses belong to.
-    pub(crate) hold: Hold,
+    /// What the commands' bus addresses belong to (`None`: the caller keeps it, see
+    /// [`Engine::run_sync`]).
+    pub(crate) hold: Option<Hold>,
 }
 
 /// A queued request of a file.
@@ -198,8 +198,9 @@ struct State {
     sync_waiters: u32,
     /// The queues of the files that submitted.
     files: KVec<FileQueue>,
-    /// Round robin: index into `files` of the next file to serve.
-    rr: usize,
+    /// Round robin: the file served last (the next turn goes to the file after it in `files`,
+    /// so a file that just arrived is served after the current one).
+    last: u64,
     /// The queued command on the device.
     running: Option<Running>,
     /// Unbind released every hold (after `closed`): completions are reapable without `bound`.
@@ -234,7 +235,7 @@ impl Engine {
                     irq_status: 0,
                     sync_waiters: 0,
                     files: KVec::new(),
-                    rr: 0,
+                    last: 0,
                     running: None,
                     released: false,
                     next_seq: 1,
@@ -264,13 +265,9 @@ impl Engine {
         &self.cv
     }
 
-    /// Takes the engine, waiting (interruptibly) while another command sequence runs. `dev` and
-    /// its BAR0 `bar` are borrowed for as long as the hold lives.
-    pub(crate) fn acquire<'a>(
-        &'a self,
-        dev: &'a Device<Bound>,
-        bar: &'a Bar0,
-    ) -> Result<EngineHold<'a>> {
+    /// Takes the engine (for a factorial), waiting (interruptibly) while another command
+    /// sequence or a queued step runs. BAR0 `bar` is borrowed for as long as the hold lives.
+    pub(crate) fn acquire<'a>(&'a self, bar: &'a Bar0) -> Result<EngineHold<'a>> {
         let mut st = self.state.lock();
         loop {
             if st.closed {
@@ -278,11 +275,7 @@ impl Engine {
             }
             if !st.busy && st.running.is_none() {
                 st.busy = true;
-                return Ok(EngineHold {
-                    engine: self,
-                    dev,
-                    bar,
-                });
+                return Ok(EngineHold { engine: self, bar });
             }
             st.sync_waiters += 1;
             let signal = self.cv.wait_interruptible(&mut st);
@@ -319,7 +312,7 @@ impl Engine {
 
     /// Refuses new command sequences: waiters and later callers get `ENODEV`; a running one
     /// finishes (its caller's `bound` section keeps unbind waiting for it). Every queued request
-    /// that has not started ends with `ENODEV`; the running one ends after its current command.
+    /// that has not started ends with `ENODEV`; the running one ends after its current step.
     pub(crate) fn close(&self) {
         let mut st = self.state.lock();
         st.closed = true;
@@ -408,21 +401,21 @@ impl Engine {
     ) -> core::result::Result<(), (Error, Option<Hold>)> {
         let mut st = self.state.lock();
         if st.closed {
-            return Err((ENODEV, Some(req.hold)));
+            return Err((ENODEV, req.hold));
         }
         let seq = st.next_seq;
         let Some(fq) = st.files.iter_mut().find(|fq| fq.id == id) else {
-            return Err((ENODEV, Some(req.hold)));
+            return Err((ENODEV, req.hold));
         };
         if fq.closing || fq.slots.len() >= fq.slots.capacity() {
-            return Err((EAGAIN, Some(req.hold)));
+            return Err((EAGAIN, req.hold));
         }
         let slot = Slot {
             seq,
             cookie: req.cookie,
             cmds: req.cmds,
             timeout_ms: req.timeout_ms,
-            hold: Some(req.hold),
+            hold: req.hold,
             next: 0,
             done: 0,
             status: None,
@@ -434,6 +427,85 @@ impl Engine {
         st.next_seq += 1;
         self.dispatch(&mut st, bar);
         Ok(())
+    }
+
+    /// A synchronous call: runs `cmds` as a request on a queue of its own, sharing the device
+    /// with the files' queues (round robin), and waits for it. A signal cancels the steps that
+    /// have not started and waits (uninterruptibly) until the running one finished, polling the
+    /// device idle in case an interrupt is lost; the call then fails with `EINTR`.
+    /// Returns the bytes done (exact: commands that completed) and the result. The caller keeps
+    /// the memory the commands name pinned and mapped until this returns.
+    pub(crate) fn run_sync(&self, cmds: KVec<Cmd>, timeout_ms: u32, bar: &Bar0) -> (usize, Result) {
+        let id = match self.attach(1) {
+            Ok(id) => id,
+            Err(e) => return (0, Err(e)),
+        };
+        let req = Request {
+            cookie: 0,
+            cmds,
+            timeout_ms,
+            hold: None,
+        };
+        let submitted = self.submit(id, req, bar).map_err(|(e, _)| e);
+        let mut signalled = false;
+        let mut st = self.state.lock();
+        let (done, status) = loop {
+            if let Err(e) = submitted {
+                break (0, e.to_errno());
+            }
+            let running = st.running.filter(|r| r.file == id).map(|r| r.seq);
+            let Some(slot) = st
+                .files
+                .iter()
+                .find(|fq| fq.id == id)
+                .and_then(|fq| fq.slots.first())
+            else {
+                break (0, EINVAL.to_errno());
+            };
+            if let Some(status) = slot.status {
+                break (slot.done, status);
+            }
+            if !signalled {
+                if !self.cv.wait_interruptible(&mut st) {
+                    continue;
+                }
+                signalled = true;
+                let running = st.running.filter(|r| r.file == id).map(|r| r.seq);
+                if let Some(fq) = st.files.iter_mut().find(|fq| fq.id == id) {
+                    fq.closing = true;
+                    if let Some(slot) = fq.slots.first_mut() {
+                        if running.is_none() && slot.status.is_none() {
+                            slot.status = Some(ecanceled().to_errno());
+                        }
+                    }
+                }
+                continue;
+            }
+            // Cancelled, a command still runs: it ends by its interrupt, the watchdog, or here
+            // as soon as the device reads idle (the interrupt may be lost).
+            if running.is_some() && dma_idle(bar) {
+                self.command_done(&mut st, Some(bar), Ok(()));
+                continue;
+            }
+            drop(st);
+            fsleep(Delta::from_millis(1));
+            st = self.state.lock();
+        };
+        let fq = match st.files.iter().position(|fq| fq.id == id) {
+            Some(i) => st.files.remove(i).ok(),
+            None => None,
+        };
+        drop(st);
+        // The request is over (the caller's memory is free to go): only the slot array here.
+        drop(fq);
+        // Interrupted is `EINTR` even if the last command completed meanwhile (as before the
+        // queue); `done` tells what landed.
+        let ret = match status {
+            _ if signalled => Err(EINTR),
+            0 => Ok(()),
+            s => Err(Error::from_errno(s)),
+        };
+        (done, ret)
     }
 
     /// `poll` readiness of file `id`'s queue (`None`: it never submitted).
@@ -540,7 +612,7 @@ impl Engine {
     }
 
     /// Close of a file: cancels its requests that have not started (`ECANCELED`), waits
-    /// (uninterruptibly; bounded by the watchdog) until its running command finishes, removes
+    /// (uninterruptibly; bounded by the watchdog) until its running step finishes, removes
     /// its queue and drops every hold. Call it while the device is bound.
     pub(crate) fn detach(&self, id: u64, bar: &Bar0) {
         {
@@ -565,12 +637,7 @@ impl Engine {
         let fq = {
             let mut st = self.state.lock();
             let fq = match st.files.iter().position(|fq| fq.id == id) {
-                Some(i) => {
-                    if st.rr > i {
-                        st.rr -= 1;
-                    }
-                    st.files.remove(i).ok()
-                }
+                Some(i) => st.files.remove(i).ok(),
                 None => None,
             };
             self.dispatch(&mut st, bar);
@@ -589,12 +656,7 @@ impl Engine {
                 .and_then(|i| st.files.get(i))
                 .is_some_and(|fq| fq.slots.iter().all(|s| s.hold.is_none()));
             match at {
-                Some(i) if released => {
-                    if st.rr > i {
-                        st.rr -= 1;
-                    }
-                    st.files.remove(i).ok()
-                }
+                Some(i) if released => st.files.remove(i).ok(),
                 _ => None,
             }
         };
@@ -613,8 +675,12 @@ impl Engine {
             return;
         }
         let n = st.files.len();
+        let last = st.files.iter().position(|fq| fq.id == st.last);
         for k in 0..n {
-            let i = (st.rr + k) % n;
+            let i = match last {
+                Some(p) => (p + 1 + k) % n,
+                None => k,
+            };
             let Some(fq) = st.files.get(i) else {
                 return;
             };
@@ -623,7 +689,7 @@ impl Engine {
             }
             if let Some(seq) = fq.slots.iter().find(|s| s.status.is_none()).map(|s| s.seq) {
                 let id = fq.id;
-                st.rr = (i + 1) % n;
+                st.last = id;
                 self.start(st, id, seq, bar);
                 return;
             }
@@ -692,15 +758,19 @@ impl Engine {
                     self.stats.dma_bytes.add(cmd.piece.len as u64, Relaxed);
                 }
                 slot.next += 1;
+                // A step is finished even when the device is going away or the request is
+                // cancelled (a copy chunk's first half alone is wasted work); then it ends.
+                let mid_step = cmd.is_some_and(|c| !c.step_end);
                 let status = match result {
                     Err((e, _)) => Some(e.to_errno()),
                     Ok(()) if slot.next >= slot.cmds.len() => Some(0),
+                    Ok(()) if mid_step => None,
                     Ok(()) if closed => Some(ENODEV.to_errno()),
                     Ok(()) if closing => Some(ecanceled().to_errno()),
                     Ok(()) => None,
                 };
                 slot.status = status;
-                if status.is_none() && cmd.is_some_and(|c| !c.step_end) {
+                if status.is_none() && mid_step {
                     more = Some(run.seq);
                 }
             }
@@ -775,7 +845,6 @@ impl Engine {
 /// Exclusive use of the engine and its BAR for a command sequence; released on drop.
 pub(crate) struct EngineHold<'a> {
     engine: &'a Engine,
-    dev: &'a Device<Bound>,
     bar: &'a Bar0,
 }
 
@@ -800,48 +869,6 @@ pub(crate) const WATCHDOG_PERIOD: Delta = Delta::from_millis(100);
 const IDLE_WAIT: Delta = Delta::from_millis(2000);
 
 impl EngineHold<'_> {
-    /// Runs `pieces` in order through the window starting at offset `win_off`.
-    pub(crate) fn run(
-        &self,
-        pieces: &[Piece],
-        win_off: usize,
-        dir: Dir,
-        timeout_ms: u32,
-    ) -> Result {
-        let mut w = win_off;
-        for &piece in pieces {
-            self.dma(piece, w, dir, timeout_ms)?;
-            w += piece.len;
-        }
-        Ok(())
-    }
-
-    /// Moves one piece between RAM and window offset `win_off`, and waits for the completion
-    /// interrupt.
-    pub(crate) fn dma(&self, piece: Piece, win_off: usize, dir: Dir, timeout_ms: u32) -> Result {
-        let len = piece.len;
-        let irq = !self.engine.take_dropped_irq();
-        self.engine.state.lock().irq_status &= !IRQ_DMA;
-        let bar = self.bar;
-        program(bar, piece, win_off, dir, irq)?;
-
-        if let Err(e) = self.wait_irq(IRQ_DMA, timeout_ms, || dma_idle(bar)) {
-            self.wait_idle()?;
-            // A device that vanished mid-command (surprise removal) reads all-ones.
-            if e == ETIMEDOUT && !self.present() {
-                return Err(ENODEV);
-            }
-            if e == ETIMEDOUT {
-                self.engine.stats.timeouts.add(1, Relaxed);
-            }
-            return Err(e);
-        }
-        let stats = &self.engine.stats;
-        stats.dma_cmds.add(1, Relaxed);
-        stats.dma_bytes.add(len as u64, Relaxed);
-        Ok(())
-    }
-
     /// Computes `n!` (n <= 12) with the device, completed by its interrupt.
     pub(crate) fn factorial(&self, n: u32, timeout_ms: u32) -> Result<u32> {
         if n > 12 {
@@ -887,32 +914,6 @@ impl EngineHold<'_> {
                 CondVarTimeoutResult::Timeout => return Err(ETIMEDOUT),
             }
         }
-    }
-
-    /// Whether the device still answers (an unplugged one reads all-ones).
-    fn present(&self) -> bool {
-        self.bar.read(IDENT).into_raw() != u32::MAX
-    }
-
-    /// Polls until the device finished its DMA command (uninterruptibly: the memory it targets
-    /// must not be released before). `EIO` if it never does.
-    fn wait_idle(&self) -> Result {
-        if self.poll(dma_idle) {
-            return Ok(());
-        }
-        dev_err!(self.dev, "DMA engine stuck; device left busy\n");
-        Err(EIO)
-    }
-
-    /// Polls `cond` every millisecond for up to [`IDLE_WAIT`].
-    fn poll(&self, cond: impl Fn(&Bar0) -> bool) -> bool {
-        read_poll_timeout(
-            || Ok(cond(self.bar)),
-            |&done| done,
-            Delta::from_millis(1),
-            IDLE_WAIT,
-        )
-        .is_ok()
     }
 
     /// Polls `cond` busily (no sleep) every 10 us for up to [`IDLE_WAIT`].

@@ -50,7 +50,8 @@ pub(crate) fn buffer_xfer(
 ) -> Result {
     let mut pieces = KVec::new();
     buf.pieces(offset, count, &mut pieces)?;
-    live.engine()?.run(&pieces, win_off, dir, timeout_ms)
+    live.run_sync(xfer_cmds(&pieces, win_off, dir)?, timeout_ms)
+        .1
 }
 
 /// Zero-copy transfer between pinned memory and the window at `win_off` (range already
@@ -65,7 +66,9 @@ pub(crate) fn pinned_xfer(
     let dma = UserDma::map(live.dev, pinned, dir)?;
     let mut pieces = KVec::new();
     dma.pieces(&mut pieces)?;
-    live.engine()?.run(&pieces, win_off, dir, timeout_ms)
+    // `dma` (the pins and the mapping) lives until the request is over.
+    live.run_sync(xfer_cmds(&pieces, win_off, dir)?, timeout_ms)
+        .1
 }
 
 /// One side of a copy: user memory or a buffer (ranges already checked).
@@ -114,41 +117,30 @@ pub(crate) struct CopyJob {
 
 impl CopyJob {
     /// Copies `len` bytes from `src` to `dst` through the device window, one pin window at a
-    /// time, one window step (chunk) per engine hold. Stops early (with the count so far in
-    /// `done`) on the first error or a pending signal.
+    /// time (one synchronous request each, a window step per turn on the device). Stops early
+    /// (with the bytes that landed in `done`) on the first error or a signal.
     pub(crate) fn run(&self, live: &Live<'_>, done: &mut usize) -> Result {
         let step = split::copy_step(self.pin_pages, PAGE_SIZE);
         let mut src_pieces = KVec::new();
         let mut dst_pieces = KVec::new();
         while *done < self.len {
+            if kernel::current!().signal_pending() {
+                return Err(EINTR);
+            }
             let n = step.min(self.len - *done);
             src_pieces.clear();
             dst_pieces.clear();
+            // Pinned and mapped until the request is over.
             let _src_hold = self
                 .src
                 .window(live, *done, n, Dir::ToDevice, &mut src_pieces)?;
             let _dst_hold = self
                 .dst
                 .window(live, *done, n, Dir::FromDevice, &mut dst_pieces)?;
-            let (mut src, mut dst) = (&src_pieces[..], &dst_pieces[..]);
-            let mut off = 0;
-            while off < n {
-                let chunk = WINDOW.min(n - off);
-                if kernel::current!().signal_pending() {
-                    return Err(EINTR);
-                }
-                // Both sides were split at the same window steps: a chunk is whole pieces.
-                let si = split::chunk_pieces(src, chunk).ok_or(EINVAL)?;
-                let di = split::chunk_pieces(dst, chunk).ok_or(EINVAL)?;
-                let ((s, s_rest), (d, d_rest)) = (src.split_at(si), dst.split_at(di));
-                // One engine hold for both halves: nobody else may use the window in between.
-                let engine = live.engine()?;
-                engine.run(s, 0, Dir::ToDevice, self.timeout_ms)?;
-                engine.run(d, 0, Dir::FromDevice, self.timeout_ms)?;
-                (src, dst) = (s_rest, d_rest);
-                off += chunk;
-                *done += chunk;
-            }
+            let cmds = copy_cmds(&src_pieces, &dst_pieces, n)?;
+            let (landed, ret) = live.run_sync(cmds, self.timeout_ms);
+            *done += landed;
+            ret?;
         }
         Ok(())
     }
@@ -179,74 +171,12 @@ fn xfer_cmds(pieces: &[Piece], win_off: usize, dir: Dir) -> Result<KVec<Cmd>> {
     Ok(cmds)
 }
 
-/// A queued [`buffer_xfer`]; the request holds a reference to `buf`.
-pub(crate) fn queued_buffer_xfer(
-    buf: Arc<Buffer>,
-    offset: usize,
-    win_off: usize,
-    count: usize,
-    dir: Dir,
-    cookie: u64,
-    timeout_ms: u32,
-) -> Result<Request> {
-    let mut pieces = KVec::new();
-    buf.pieces(offset, count, &mut pieces)?;
-    let cmds = xfer_cmds(&pieces, win_off, dir)?;
-    let hold: Hold = KBox::new(buf, GFP_KERNEL)?;
-    Ok(Request {
-        cookie,
-        cmds,
-        timeout_ms,
-        hold,
-    })
-}
-
-/// A queued zero-copy transfer of `[addr, addr + len)` of the current process (ranges already
-/// validated): pinned and mapped now, released with the request.
-pub(crate) fn queued_user_xfer(
-    live: &Live<'_>,
-    addr: usize,
-    len: usize,
-    win_off: usize,
-    dir: Dir,
-    cookie: u64,
-    timeout_ms: u32,
-) -> Result<Request> {
-    let dma = UserDma::map(live.dev, userpages::pin(addr, len, dir)?, dir)?;
-    let mut pieces = KVec::new();
-    dma.pieces(&mut pieces)?;
-    let cmds = xfer_cmds(&pieces, win_off, dir)?;
-    let hold: Hold = KBox::new(dma, GFP_KERNEL)?;
-    Ok(Request {
-        cookie,
-        cmds,
-        timeout_ms,
-        hold,
-    })
-}
-
-/// The longest queued copy: one pin window (both sides are pinned whole at submit).
-pub(crate) fn queued_copy_max(pin_pages: usize) -> usize {
-    split::copy_step(pin_pages, PAGE_SIZE)
-}
-
-/// A queued copy of `len` bytes (ranges already checked, `len` at most [`queued_copy_max`]):
-/// both sides pinned and mapped now; one step per window chunk, both halves of a chunk back to
-/// back. A chunk's bytes count as its second half's pieces complete.
-pub(crate) fn queued_copy(
-    live: &Live<'_>,
-    src: Side,
-    dst: Side,
-    len: usize,
-    cookie: u64,
-    timeout_ms: u32,
-) -> Result<Request> {
-    let mut src_pieces = KVec::new();
-    let mut dst_pieces = KVec::new();
-    let src_hold = src.window(live, 0, len, Dir::ToDevice, &mut src_pieces)?;
-    let dst_hold = dst.window(live, 0, len, Dir::FromDevice, &mut dst_pieces)?;
+/// The commands of a copy of `len` bytes from `src_pieces` to `dst_pieces` (split at the same
+/// window steps): one step per window chunk, both halves of a chunk back to back (nobody else
+/// uses the window in between). A chunk's bytes count as its second half's pieces complete.
+fn copy_cmds(src_pieces: &[Piece], dst_pieces: &[Piece], len: usize) -> Result<KVec<Cmd>> {
     let mut cmds = KVec::with_capacity(src_pieces.len() + dst_pieces.len(), GFP_KERNEL)?;
-    let (mut s, mut d) = (&src_pieces[..], &dst_pieces[..]);
+    let (mut s, mut d) = (src_pieces, dst_pieces);
     let mut off = 0;
     while off < len {
         let chunk = WINDOW.min(len - off);
@@ -284,11 +214,81 @@ pub(crate) fn queued_copy(
     if cmds.is_empty() {
         return Err(EINVAL);
     }
+    Ok(cmds)
+}
+
+/// A queued [`buffer_xfer`]; the request holds a reference to `buf`.
+pub(crate) fn queued_buffer_xfer(
+    buf: Arc<Buffer>,
+    offset: usize,
+    win_off: usize,
+    count: usize,
+    dir: Dir,
+    cookie: u64,
+    timeout_ms: u32,
+) -> Result<Request> {
+    let mut pieces = KVec::new();
+    buf.pieces(offset, count, &mut pieces)?;
+    let cmds = xfer_cmds(&pieces, win_off, dir)?;
+    let hold: Hold = KBox::new(buf, GFP_KERNEL)?;
+    Ok(Request {
+        cookie,
+        cmds,
+        timeout_ms,
+        hold: Some(hold),
+    })
+}
+
+/// A queued zero-copy transfer of `[addr, addr + len)` of the current process (ranges already
+/// validated): pinned and mapped now, released with the request.
+pub(crate) fn queued_user_xfer(
+    live: &Live<'_>,
+    addr: usize,
+    len: usize,
+    win_off: usize,
+    dir: Dir,
+    cookie: u64,
+    timeout_ms: u32,
+) -> Result<Request> {
+    let dma = UserDma::map(live.dev, userpages::pin(addr, len, dir)?, dir)?;
+    let mut pieces = KVec::new();
+    dma.pieces(&mut pieces)?;
+    let cmds = xfer_cmds(&pieces, win_off, dir)?;
+    let hold: Hold = KBox::new(dma, GFP_KERNEL)?;
+    Ok(Request {
+        cookie,
+        cmds,
+        timeout_ms,
+        hold: Some(hold),
+    })
+}
+
+/// The longest queued copy: one pin window (both sides are pinned whole at submit).
+pub(crate) fn queued_copy_max(pin_pages: usize) -> usize {
+    split::copy_step(pin_pages, PAGE_SIZE)
+}
+
+/// A queued copy of `len` bytes (ranges already checked, `len` at most [`queued_copy_max`]):
+/// both sides pinned and mapped now; one step per window chunk, both halves of a chunk back to
+/// back. A chunk's bytes count as its second half's pieces complete.
+pub(crate) fn queued_copy(
+    live: &Live<'_>,
+    src: Side,
+    dst: Side,
+    len: usize,
+    cookie: u64,
+    timeout_ms: u32,
+) -> Result<Request> {
+    let mut src_pieces = KVec::new();
+    let mut dst_pieces = KVec::new();
+    let src_hold = src.window(live, 0, len, Dir::ToDevice, &mut src_pieces)?;
+    let dst_hold = dst.window(live, 0, len, Dir::FromDevice, &mut dst_pieces)?;
+    let cmds = copy_cmds(&src_pieces, &dst_pieces, len)?;
     let hold: Hold = KBox::new((src, dst, src_hold, dst_hold), GFP_KERNEL)?;
     Ok(Request {
         cookie,
         cmds,
         timeout_ms,
-        hold,
+        hold: Some(hold),
     })
 }
