@@ -160,7 +160,8 @@ struct edu_dma_fault {
  * of a device round robin (a request per turn; a copy a window step per turn), each file's
  * requests in submission order. EDU_DMA_IOC_REAP returns completions in completion order (per
  * file: submission order). User memory is pinned and mapped at submit and released when the
- * request is reaped (or the file closed). Every request ends exactly once: status 0, -ECANCELED
+ * request is reaped (or the file closed): read what the device wrote after the reap (a bounce
+ * buffer is copied back at that unmap). Every request ends exactly once: status 0, -ECANCELED
  * (file closed), -ENODEV (device unbound or unplugged), -ETIMEDOUT (no completion interrupt in
  * timeout_ms; the command is known to have finished before the request ends), -EIO (device stuck).
  * done counts the bytes that landed (for a copy, whole window steps whose second half completed).
