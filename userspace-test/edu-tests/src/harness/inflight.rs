@@ -8,8 +8,8 @@
 //! bytes it reports done copied exactly; the node disappeared within 10 s of guest time; every
 //! later call on the open file is ENODEV; the streaming mapping still holds its data; touching the
 //! coherent mapping raises SIGBUS (it was zapped; checked in a forked child); closing everything
-//! is clean. A second file keeps 16 queued requests beside the COPY: each ends exactly once,
-//! done or `ENODEV`, and is reapable after the device left.
+//! is clean. A second file queues 16 requests once the COPY is in flight: each ends exactly
+//! once, done or `ENODEV`, and is reapable after the device left.
 
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -92,10 +92,6 @@ pub fn inflight(how: How) -> TestResult {
             ..EduDmaReq::buffer_xfer(i, qbuf.handle(), 0, 2048, 2048, Dir::ToDevice)
         })
         .collect();
-    let queued = Queue::new(&qdev)
-        .submit_buffers(&qreqs)
-        .ctx("submit beside the copy")?;
-    ensure_eq(queued, QUEUED as usize, "queued beside the copy")?;
 
     let src = pattern(COPY_LEN, 2102);
     let mut dst = vec![GUARD; COPY_LEN];
@@ -129,6 +125,12 @@ pub fn inflight(how: How) -> TestResult {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        // The queue is filled once the copy is in flight (queued beside it from the start, a
+        // slow kernel could run all of it before the copy's first pin window is even pinned).
+        let queued = Queue::new(&qdev)
+            .submit_buffers(&qreqs)
+            .ctx("submit beside the copy")?;
+        ensure_eq(queued, QUEUED as usize, "queued beside the copy")?;
         let trigger_at = Instant::now();
         match how {
             How::Unplug => {
