@@ -138,6 +138,45 @@ pub fn uapi_layout_report() -> String {
         }
     );
     struct_layout!(o, "edu_dma_fault", EduDmaFault { drop_irqs, flags });
+    struct_layout!(
+        o,
+        "edu_dma_req",
+        EduDmaReq {
+            cookie,
+            op,
+            flags,
+            addr,
+            dst,
+            len,
+            handle,
+            dst_handle,
+            win_offset,
+            timeout_ms,
+            reserved,
+        }
+    );
+    struct_layout!(o, "edu_dma_submit", EduDmaSubmit { reqs, count, flags });
+    struct_layout!(
+        o,
+        "edu_dma_cqe",
+        EduDmaCqe {
+            cookie,
+            status,
+            reserved,
+            done,
+        }
+    );
+    struct_layout!(
+        o,
+        "edu_dma_reap",
+        EduDmaReap {
+            cqes,
+            max,
+            min,
+            timeout_ms,
+            flags,
+        }
+    );
     ioctls!(
         o,
         EDU_DMA_IOC_INFO,
@@ -150,6 +189,8 @@ pub fn uapi_layout_report() -> String {
         EDU_DMA_IOC_USER_XFER,
         EDU_DMA_IOC_COPY,
         EDU_DMA_IOC_FAULT,
+        EDU_DMA_IOC_SUBMIT,
+        EDU_DMA_IOC_REAP,
     );
     constants!(
         o,
@@ -167,6 +208,10 @@ pub fn uapi_layout_report() -> String {
         EDU_DMA_FROM_DEVICE,
         EDU_DMA_COPY_SRC_BUF,
         EDU_DMA_COPY_DST_BUF,
+        EDU_DMA_OP_XFER,
+        EDU_DMA_OP_USER_XFER,
+        EDU_DMA_OP_COPY,
+        EDU_DMA_REAP_NONBLOCK,
     );
     s
 }
@@ -200,6 +245,10 @@ mod tests {
         assert_eq!(value(&r, "sizeof edu_dma_user_xfer"), "24");
         assert_eq!(value(&r, "sizeof edu_dma_copy"), "48");
         assert_eq!(value(&r, "sizeof edu_dma_fault"), "8");
+        assert_eq!(value(&r, "sizeof edu_dma_req"), "64");
+        assert_eq!(value(&r, "sizeof edu_dma_submit"), "16");
+        assert_eq!(value(&r, "sizeof edu_dma_cqe"), "24");
+        assert_eq!(value(&r, "sizeof edu_dma_reap"), "24");
         assert_eq!(value(&r, "EDU_DMA_IOC_INFO"), "0x8070ed00");
         assert_eq!(value(&r, "EDU_DMA_IOC_MAGIC"), "237");
         for l in r.lines() {
@@ -216,7 +265,7 @@ mod tests {
     fn ioctl_numbers_match_nix() {
         use nix::{request_code_read as r, request_code_readwrite as rw, request_code_write as w};
         let m = EDU_DMA_IOC_MAGIC as u8;
-        let cases: [(u32, u64); 10] = [
+        let cases: [(u32, u64); 12] = [
             (
                 EDU_DMA_IOC_INFO,
                 r!(m, 0x00, size_of::<EduDmaInfo>()) as u64,
@@ -256,6 +305,14 @@ mod tests {
             (
                 EDU_DMA_IOC_FAULT,
                 w!(m, 0x30, size_of::<EduDmaFault>()) as u64,
+            ),
+            (
+                EDU_DMA_IOC_SUBMIT,
+                w!(m, 0x40, size_of::<EduDmaSubmit>()) as u64,
+            ),
+            (
+                EDU_DMA_IOC_REAP,
+                w!(m, 0x41, size_of::<EduDmaReap>()) as u64,
             ),
         ];
         for (ours, theirs) in cases {

@@ -29,6 +29,7 @@ pub mod dmabuf;
 mod layout;
 mod mapping;
 pub mod pattern;
+mod queue;
 pub mod size;
 
 pub use layout::uapi_layout_report;
@@ -36,6 +37,7 @@ pub use mapping::{page_size, Mapping};
 pub use pattern::{
     fill_pattern, fill_pattern_inverted, first_mismatch, pattern, pattern_byte, pattern_mismatch,
 };
+pub use queue::Queue;
 pub use size::{format_size, parse_size, SizeError};
 
 use uapi::*;

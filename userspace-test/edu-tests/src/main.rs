@@ -5,9 +5,9 @@
 //! Exit status 0 iff no test failed.
 //!
 //! Usage: `edu-tests [--filter SUBSTR] [--list] [--group NAME|all]...` with the groups core, buf,
-//! timeouts, user, dmabuf, unbind, stress, unplug, failnth, onward. `all`, the default, is every
-//! group but the opt-in ones (`unbind`, `stress`, `unplug`, `failnth`, `onward`), which must be
-//! asked for by name. `unplug` needs a host that hot-unplugs edu-dma1 when the guest prints
+//! timeouts, user, dmabuf, queue, unbind, stress, unplug, failnth, onward. `all`, the default, is
+//! every group but the opt-in ones (`unbind`, `stress`, `unplug`, `failnth`, `onward`), which must
+//! be asked for by name. `unplug` needs a host that hot-unplugs edu-dma1 when the guest prints
 //! `EDU-UNPLUG-NOW 1` (`scripts/vm --hotplug`); `failnth` a kernel with fault injection (the debug
 //! kernel); `onward` the two disks of `scripts/vm --disk`, the ext4 one mounted at /mnt (the job's
 //! `disk_mount`).
@@ -19,6 +19,7 @@ mod dmabuf;
 mod failnth;
 mod harness;
 mod onward;
+mod queue;
 mod stress;
 mod timeouts;
 mod unbind;
@@ -44,6 +45,7 @@ const GROUPS: &[Group] = &[
     ("timeouts", timeouts::tests),
     ("user", user::tests),
     ("dmabuf", dmabuf::tests),
+    ("queue", queue::tests),
     ("unbind", unbind::tests),
     ("stress", stress::tests),
     ("unplug", unplug::tests),
@@ -63,7 +65,7 @@ struct Args {
 
 fn usage() -> String {
     "usage: edu-tests [--filter SUBSTR] [--list] \
-     [--group core|buf|timeouts|user|dmabuf|unbind|stress|unplug|failnth|onward|all]...\n\
+     [--group core|buf|timeouts|user|dmabuf|queue|unbind|stress|unplug|failnth|onward|all]...\n\
      --group may be repeated; default all (every group but unbind, stress, unplug, failnth and \
      onward)"
         .to_string()
@@ -236,7 +238,10 @@ mod tests {
         let order: Vec<&str> = all.iter().map(|n| n.split('.').next().unwrap()).collect();
         let mut dedup = order.clone();
         dedup.dedup();
-        assert_eq!(dedup, ["core", "buf", "timeouts", "user", "dmabuf"]);
+        assert_eq!(
+            dedup,
+            ["core", "buf", "timeouts", "user", "dmabuf", "queue"]
+        );
         let unbind = names(&["unbind"], None);
         assert_eq!(
             unbind,
@@ -244,6 +249,7 @@ mod tests {
                 "unbind.unbind_rebind",
                 "unbind.inflight",
                 "unbind.dmabuf_export",
+                "unbind.queue",
                 "unbind.rmmod_busy"
             ]
         );
