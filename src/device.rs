@@ -32,9 +32,11 @@
 //!    each other),
 //! 5. `EduDevice::life` and `Budget::used` (short critical sections; `shutdown` closes the engine
 //!    inside `life`),
-//! 6. `Engine::state` (the innermost: an irq-safe spinlock, taken by the hard interrupt handler
-//!    and the watchdog hrtimer, interrupts off while held; nothing sleeps or allocates with
-//!    `GFP_KERNEL` under it, and no queued request's hold is dropped under it).
+//! 6. `Engine::state` (an irq-safe spinlock, taken by the hard interrupt handler and the watchdog
+//!    hrtimer, interrupts off while held; nothing sleeps or allocates with `GFP_KERNEL` under it,
+//!    and no queued request's hold or eventfd reference is dropped under it),
+//! 7. a file's eventfd's own lock (`raw::eventfd::EventFd::signal`, under `Engine::state` when a
+//!    request ends; the kernel's, irq-safe, waking the eventfd's readers and pollers).
 //!
 //! No lock is held across a device command except `Engine::state`, which the waiter's condition
 //! variable releases while it sleeps. The locks inside `raw::dmabuf` (a dma-buf's attachments and

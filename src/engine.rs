@@ -30,6 +30,10 @@
 //! `Engine::state`, is an [`IrqSpinLock`] (interrupts off while held), so process context can
 //! never hold it when the handler interrupts it on the same CPU.
 //!
+//! Completions are reaped (`REAP`), polled (`poll_cv`: `POLLIN`) and, if the file set one, counted
+//! on its eventfd (`set_eventfd`): every place that ends a request (sets its status) signals it,
+//! under the lock, so the count is one per request, whatever ends it.
+//!
 //! Lost interrupts: a periodic watchdog (the device's hrtimer, [`Engine::watchdog`]) ends the
 //! running queued command once its timeout has passed and the device reads idle (`ETIMEDOUT`,
 //! its bytes counted: they landed), or `IDLE_WAIT` later if it never does (`EIO`).
@@ -69,6 +73,7 @@ use kernel::{
 use crate::{
     raw::{
         ecanceled,
+        eventfd::EventFd,
         irqlock::{
             new_irq_spinlock,
             IrqSpinLock,
@@ -162,6 +167,16 @@ struct FileQueue {
     slots: KVec<Slot>,
     /// The file is closing: nothing of it starts any more.
     closing: bool,
+    /// Signalled each time one of its requests ends (`EDU_DMA_IOC_SET_EVENTFD`).
+    eventfd: Option<EventFd>,
+}
+
+/// A request of the file with eventfd `eventfd` ended: one count (under the engine lock, also in
+/// hard-IRQ context: `EventFd::signal` takes only the eventfd's own irq-safe lock).
+fn ended(eventfd: &Option<EventFd>) {
+    if let Some(e) = eventfd {
+        e.signal();
+    }
 }
 
 /// A completion, as reaped.
@@ -328,6 +343,7 @@ impl Engine {
             for slot in fq.slots.iter_mut() {
                 if slot.status.is_none() && Some(slot.seq) != running {
                     slot.status = Some(ENODEV.to_errno());
+                    ended(&fq.eventfd);
                 }
             }
         }
@@ -392,10 +408,24 @@ impl Engine {
             id,
             slots,
             closing: false,
+            eventfd: None,
         };
         // Under a spinlock: no sleeping allocation (this one happens once per file).
         st.files.push(fq, GFP_ATOMIC)?;
         Ok(id)
+    }
+
+    /// Makes `eventfd` file `id`'s eventfd (`None`: removes it); on success `eventfd` holds the
+    /// one it replaced, to be dropped by the caller outside the lock. `ENODEV` once the device is
+    /// going away.
+    pub(crate) fn set_eventfd(&self, id: u64, eventfd: &mut Option<EventFd>) -> Result {
+        let mut st = self.state.lock();
+        if st.closed {
+            return Err(ENODEV);
+        }
+        let fq = st.files.iter_mut().find(|fq| fq.id == id).ok_or(ENODEV)?;
+        core::mem::swap(&mut fq.eventfd, eventfd);
+        Ok(())
     }
 
     /// Queues `req` on file `id`'s queue and starts the device if it is idle. `EAGAIN` when the
@@ -639,6 +669,7 @@ impl Engine {
             for slot in fq.slots.iter_mut() {
                 if slot.status.is_none() && Some(slot.seq) != running {
                     slot.status = Some(ecanceled().to_errno());
+                    ended(&fq.eventfd);
                 }
             }
             while st.running.is_some_and(|r| r.file == id) {
@@ -712,16 +743,15 @@ impl Engine {
 
     /// Programs the next command of request `seq` of file `file`.
     fn start(&self, st: &mut IrqSpinLockGuard<'_, State>, file: u64, seq: u64, bar: &Bar0) {
-        let Some(slot) = st
-            .files
-            .iter_mut()
-            .find(|fq| fq.id == file)
-            .and_then(|fq| fq.slots.iter_mut().find(|s| s.seq == seq))
-        else {
+        let Some(fq) = st.files.iter_mut().find(|fq| fq.id == file) else {
+            return;
+        };
+        let Some(slot) = fq.slots.iter_mut().find(|s| s.seq == seq) else {
             return;
         };
         let Some(&cmd) = slot.cmds.get(slot.next) else {
             slot.status = Some(EINVAL.to_errno());
+            ended(&fq.eventfd);
             self.cv.notify_all();
             return;
         };
@@ -737,6 +767,7 @@ impl Engine {
         {
             // Never programmed: a bad range (not reached: ranges are checked at submit).
             slot.status = Some(EINVAL.to_errno());
+            ended(&fq.eventfd);
             self.cv.notify_all();
             return;
         }
@@ -784,6 +815,9 @@ impl Engine {
                     Ok(()) => None,
                 };
                 slot.status = status;
+                if status.is_some() {
+                    ended(&fq.eventfd);
+                }
                 if status.is_none() && mid_step {
                     more = Some(run.seq);
                 }
@@ -796,13 +830,11 @@ impl Engine {
             (_, None) => {
                 // No BAR to continue with: the request ends here.
                 if let Some(seq) = more {
-                    if let Some(slot) = st
-                        .files
-                        .iter_mut()
-                        .flat_map(|fq| fq.slots.iter_mut())
-                        .find(|s| s.seq == seq)
-                    {
-                        slot.status = Some(ENODEV.to_errno());
+                    if let Some(fq) = st.files.iter_mut().find(|fq| fq.id == run.file) {
+                        if let Some(slot) = fq.slots.iter_mut().find(|s| s.seq == seq) {
+                            slot.status = Some(ENODEV.to_errno());
+                            ended(&fq.eventfd);
+                        }
                     }
                 }
             }

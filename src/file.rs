@@ -93,6 +93,7 @@ use crate::{
         cred,
         dma::Owner,
         dmabuf::DmaBuf,
+        eventfd::EventFd,
         gup::Pinned,
         misc::{
             poll_mask,
@@ -142,7 +143,8 @@ uapi_bytes!(
     EduDmaReq,
     EduDmaSubmit,
     EduDmaCqe,
-    EduDmaReap
+    EduDmaReap,
+    EduDmaSetEventfd
 );
 
 /// The `file_operations` of every `/dev/edu-dma<N>`.
@@ -665,6 +667,27 @@ impl EduFile {
         }
     }
 
+    /// `EDU_DMA_IOC_SET_EVENTFD`: the eventfd signalled per completion of this file's queue
+    /// (`fd` -1: none), which the queue (created now if need be) holds until replaced, removed
+    /// or the file is closed.
+    fn set_eventfd(&self, r: &EduDmaSetEventfd) -> Result {
+        if r.flags != 0 {
+            return Err(EINVAL);
+        }
+        let mut eventfd = match r.fd {
+            -1 => None,
+            fd if fd < 0 => return Err(EBADF),
+            fd => Some(EventFd::from_fd(fd)?),
+        };
+        let id = self.queue_id()?;
+        let ret = self
+            .edu
+            .bound(|_| self.edu.engine.set_eventfd(id, &mut eventfd));
+        // The replaced one (or, on error, the new one): outside the engine lock.
+        drop(eventfd);
+        ret
+    }
+
     /// `EDU_DMA_IOC_REAP`: waits for and copies out completions; returns how many.
     fn reap(&self, r: &EduDmaReap) -> Result<isize> {
         if r.max == 0 || r.min > r.max || r.flags & !EDU_DMA_REAP_NONBLOCK != 0 {
@@ -872,6 +895,7 @@ impl MiscDevice for EduFile {
                         .read()?;
                 me.reap(&req)
             }
+            EDU_DMA_IOC_SET_EVENTFD => with_arg(arg, Out::Never, |r| me.set_eventfd(r)),
             _ => Err(ENOTTY),
         }
     }

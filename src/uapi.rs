@@ -301,6 +301,16 @@ pub struct EduDmaReap {
     pub flags: u32,
 }
 
+/// `struct edu_dma_set_eventfd`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EduDmaSetEventfd {
+    /// An eventfd, or -1 to remove the file's.
+    pub fd: i32,
+    /// 0.
+    pub flags: u32,
+}
+
 const IOC_WRITE: u32 = 1;
 const IOC_READ: u32 = 2;
 
@@ -349,3 +359,6 @@ pub const EDU_DMA_IOC_FAULT: u32 = ioc(IOC_WRITE, 0x30, core::mem::size_of::<Edu
 pub const EDU_DMA_IOC_SUBMIT: u32 = ioc(IOC_WRITE, 0x40, core::mem::size_of::<EduDmaSubmit>());
 /// `EDU_DMA_IOC_REAP`.
 pub const EDU_DMA_IOC_REAP: u32 = ioc(IOC_WRITE, 0x41, core::mem::size_of::<EduDmaReap>());
+/// `EDU_DMA_IOC_SET_EVENTFD`.
+pub const EDU_DMA_IOC_SET_EVENTFD: u32 =
+    ioc(IOC_WRITE, 0x42, core::mem::size_of::<EduDmaSetEventfd>());

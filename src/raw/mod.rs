@@ -22,6 +22,7 @@
 pub(crate) mod cred;
 pub(crate) mod dma;
 pub(crate) mod dmabuf;
+pub(crate) mod eventfd;
 pub(crate) mod gup;
 pub(crate) mod irqlock;
 pub(crate) mod misc;

@@ -141,6 +141,10 @@ int main(void)
 	FIELD(edu_dma_reap, timeout_ms);
 	FIELD(edu_dma_reap, flags);
 
+	STRUCT(edu_dma_set_eventfd);
+	FIELD(edu_dma_set_eventfd, fd);
+	FIELD(edu_dma_set_eventfd, flags);
+
 	IOCTL(EDU_DMA_IOC_INFO);
 	IOCTL(EDU_DMA_IOC_FACTORIAL);
 	IOCTL(EDU_DMA_IOC_BUF_ALLOC);
@@ -153,6 +157,7 @@ int main(void)
 	IOCTL(EDU_DMA_IOC_FAULT);
 	IOCTL(EDU_DMA_IOC_SUBMIT);
 	IOCTL(EDU_DMA_IOC_REAP);
+	IOCTL(EDU_DMA_IOC_SET_EVENTFD);
 
 	CONST(EDU_DMA_IOC_MAGIC);
 	CONST(EDU_DMA_WINDOW_SIZE);

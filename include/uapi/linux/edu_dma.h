@@ -193,7 +193,8 @@ struct edu_dma_fault {
  * timeout_ms; the command is known to have finished before the request ends), -EIO (device stuck).
  * done counts the bytes that landed (for a copy, whole window steps whose second half completed).
  * A request occupies a queue slot from submit until it is reaped. poll(): POLLIN while a
- * completion waits, POLLOUT while the queue has room.
+ * completion waits, POLLOUT while the queue has room; EDU_DMA_IOC_SET_EVENTFD: an eventfd
+ * signalled per completion.
  */
 
 /* edu_dma_req.op */
@@ -263,6 +264,19 @@ struct edu_dma_reap {
 	__u32 flags;		/* EDU_DMA_REAP_* */
 };
 
+/*
+ * EDU_DMA_IOC_SET_EVENTFD: the file's eventfd, whose counter goes up by 1 each time one of the
+ * file's queued requests ends (whatever its status; from the interrupt handler, before the
+ * completion is reapable by poll's POLLIN). fd -1 removes it; a new one replaces the old. The
+ * driver holds the eventfd until then or until the file is closed (closing the eventfd's own fd
+ * changes nothing). EBADF: fd not open, or negative but not -1; EINVAL: not an eventfd, flags or
+ * reserved non-zero; ENODEV after unbind.
+ */
+struct edu_dma_set_eventfd {
+	__s32 fd;		/* an eventfd, or -1 */
+	__u32 flags;		/* 0 */
+};
+
 #define EDU_DMA_IOC_INFO	_IOR(EDU_DMA_IOC_MAGIC, 0x00, struct edu_dma_info)
 #define EDU_DMA_IOC_FACTORIAL	_IOWR(EDU_DMA_IOC_MAGIC, 0x01, struct edu_dma_factorial)
 #define EDU_DMA_IOC_BUF_ALLOC	_IOWR(EDU_DMA_IOC_MAGIC, 0x10, struct edu_dma_buf_alloc)
@@ -275,5 +289,6 @@ struct edu_dma_reap {
 #define EDU_DMA_IOC_FAULT	_IOW(EDU_DMA_IOC_MAGIC, 0x30, struct edu_dma_fault)
 #define EDU_DMA_IOC_SUBMIT	_IOW(EDU_DMA_IOC_MAGIC, 0x40, struct edu_dma_submit)
 #define EDU_DMA_IOC_REAP	_IOW(EDU_DMA_IOC_MAGIC, 0x41, struct edu_dma_reap)
+#define EDU_DMA_IOC_SET_EVENTFD	_IOW(EDU_DMA_IOC_MAGIC, 0x42, struct edu_dma_set_eventfd)
 
 #endif /* _UAPI_LINUX_EDU_DMA_H */

@@ -177,6 +177,7 @@ pub fn uapi_layout_report() -> String {
             flags,
         }
     );
+    struct_layout!(o, "edu_dma_set_eventfd", EduDmaSetEventfd { fd, flags });
     ioctls!(
         o,
         EDU_DMA_IOC_INFO,
@@ -191,6 +192,7 @@ pub fn uapi_layout_report() -> String {
         EDU_DMA_IOC_FAULT,
         EDU_DMA_IOC_SUBMIT,
         EDU_DMA_IOC_REAP,
+        EDU_DMA_IOC_SET_EVENTFD,
     );
     constants!(
         o,
@@ -265,7 +267,7 @@ mod tests {
     fn ioctl_numbers_match_nix() {
         use nix::{request_code_read as r, request_code_readwrite as rw, request_code_write as w};
         let m = EDU_DMA_IOC_MAGIC as u8;
-        let cases: [(u32, u64); 12] = [
+        let cases: [(u32, u64); 13] = [
             (
                 EDU_DMA_IOC_INFO,
                 r!(m, 0x00, size_of::<EduDmaInfo>()) as u64,
@@ -313,6 +315,10 @@ mod tests {
             (
                 EDU_DMA_IOC_REAP,
                 w!(m, 0x41, size_of::<EduDmaReap>()) as u64,
+            ),
+            (
+                EDU_DMA_IOC_SET_EVENTFD,
+                w!(m, 0x42, size_of::<EduDmaSetEventfd>()) as u64,
             ),
         ];
         for (ours, theirs) in cases {

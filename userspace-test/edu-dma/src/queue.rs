@@ -1,5 +1,6 @@
 //! The asynchronous queue of an open file: `EDU_DMA_IOC_SUBMIT` / `EDU_DMA_IOC_REAP`, and the
-//! file descriptor for `poll`/`epoll` (`POLLIN`: a completion waits; `POLLOUT`: room to submit).
+//! file descriptor for `poll`/`epoll` (`POLLIN`: a completion waits; `POLLOUT`: room to submit),
+//! or an eventfd counting completions (`EDU_DMA_IOC_SET_EVENTFD`).
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
@@ -9,6 +10,7 @@ use crate::{Device, Dir};
 
 nix::ioctl_write_ptr_bad!(ioc_submit, EDU_DMA_IOC_SUBMIT, EduDmaSubmit);
 nix::ioctl_write_ptr_bad!(ioc_reap, EDU_DMA_IOC_REAP, EduDmaReap);
+nix::ioctl_write_ptr_bad!(ioc_set_eventfd, EDU_DMA_IOC_SET_EVENTFD, EduDmaSetEventfd);
 
 /// One request for [`Queue::submit`]: constructors for each kind of transfer.
 impl EduDmaReq {
@@ -195,6 +197,22 @@ impl<'d> Queue<'d> {
         };
         // SAFETY: `out` is writable for `max` completions.
         unsafe { self.reap_raw(&arg) }
+    }
+
+    /// `EDU_DMA_IOC_SET_EVENTFD` with the argument as given (`fd` -1 removes the eventfd).
+    pub fn set_eventfd_raw(&self, arg: &EduDmaSetEventfd) -> io::Result<()> {
+        // SAFETY: `arg` is a valid `struct edu_dma_set_eventfd`; the driver only reads it.
+        unsafe { ioc_set_eventfd(self.dev.fd(), arg) }?;
+        Ok(())
+    }
+
+    /// Has the driver add 1 to eventfd `fd` each time one of this file's requests ends (`None`:
+    /// stop). The driver keeps its own reference: closing `fd` afterwards changes nothing.
+    pub fn set_eventfd(&self, fd: Option<BorrowedFd<'_>>) -> io::Result<()> {
+        self.set_eventfd_raw(&EduDmaSetEventfd {
+            fd: fd.map_or(-1, |f| f.as_raw_fd()),
+            flags: 0,
+        })
     }
 
     /// Reaps until `n` completions arrived (each wait up to `timeout_ms`); returns them in

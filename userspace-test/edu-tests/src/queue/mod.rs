@@ -4,10 +4,11 @@
 //! request's errno (`errors.rs`), close and `SIGKILL` with queued work (the buffer budget comes
 //! back), lost interrupts in the middle of a queue, a synchronous caller beside the queue; with
 //! the driver's other features (`interplay.rs`): a dma-buf of a buffer queued requests write,
-//! io_uring task work during a blocking `REAP`.
+//! io_uring task work during a blocking `REAP`; the eventfd counting completions (`eventfd.rs`).
 //! Unbind with a full queue is `unbind.queue` (the opt-in group). About 200 DMA commands.
 
 mod errors;
+mod eventfd;
 mod interplay;
 
 use std::os::fd::{AsFd, AsRawFd};
@@ -36,6 +37,8 @@ pub fn tests() -> Vec<Test> {
         test("kill9", kill9),
         test("dmabuf_free", interplay::dmabuf_free),
         test("taskwork_reap", interplay::taskwork_reap),
+        test("eventfd_counts", eventfd::counts),
+        test("eventfd_errors", eventfd::errors),
     ]
 }
 
