@@ -569,9 +569,10 @@ impl Engine {
     }
 
     /// Waits until file `id` has `min` completions waiting (at most as many as it has requests)
-    /// or `timeout_ms` (0: none) passes; returns how many are waiting. When none is waiting:
-    /// `ETIMEDOUT` at the timeout, `EINTR` on a signal (`ERESTARTSYS` for task work only:
-    /// [`signal::interrupted`]; the restarted reap waits its whole timeout again).
+    /// or `timeout_ms` (0: none) passes, or a signal arrives; returns how many are waiting, or,
+    /// when none is: `ETIMEDOUT` at the timeout, `EINTR` on a signal. Task work alone (no signal:
+    /// [`signal::interrupted`]) is `ERESTARTSYS` whatever is waiting: the restarted reap waits
+    /// for `min` again (and its whole timeout).
     pub(crate) fn wait_done(&self, id: u64, min: usize, timeout_ms: u32) -> Result<usize> {
         let mut left = msecs_to_jiffies(timeout_ms);
         let mut st = self.state.lock();
@@ -598,6 +599,12 @@ impl Engine {
                     CondVarTimeoutResult::Timeout => ETIMEDOUT,
                 }
             };
+            if err == ERESTARTSYS {
+                // Task work, no signal: the restarted reap waits for `min` again. Nothing was
+                // consumed (completions are removed only after they are copied out, below the
+                // wait), so the restart is invisible, and no early return shows it either.
+                return Err(err);
+            }
             let done = st.files.iter().find(|fq| fq.id == id).map_or(0, |fq| {
                 fq.slots.iter().filter(|s| s.status.is_some()).count()
             });

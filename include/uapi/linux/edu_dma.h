@@ -252,9 +252,10 @@ struct edu_dma_cqe {
  * EDU_DMA_IOC_REAP: writes up to max completions to cqes and returns how many. Waits until min
  * (at most the file's requests in flight) are available, the timeout passes (timeout_ms, 0: no
  * timeout), or a signal: then returns those available, or fails with ETIMEDOUT / EINTR if there
- * are none (task work alone restarts the call, with its whole timeout; a signal or task work never
- * ends a queued request). Returns 0 at once when the file has nothing in flight. EINVAL: max 0,
- * min > max, unknown flags; EFAULT: cqes unwritable (the completions stay queued).
+ * are none (task work alone restarts the call, waiting for min again with its whole timeout; a
+ * signal or task work never ends a queued request). Returns 0 at once when the file has nothing
+ * in flight. EINVAL: max 0, min > max, unknown flags; EFAULT: cqes unwritable (the completions
+ * stay queued).
  */
 struct edu_dma_reap {
 	__u64 cqes;		/* user pointer to struct edu_dma_cqe[max] */
