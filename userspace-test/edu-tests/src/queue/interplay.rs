@@ -1,5 +1,6 @@
 //! The queue beside the driver's other features: a dma-buf of a buffer that queued requests
-//! write (`dmabuf_free`), and io_uring task work during a blocking `REAP` (`taskwork_reap`).
+//! write (`dmabuf_free`), io_uring task work during a blocking `REAP` (`taskwork_reap`), and, for
+//! comparison, real signals during one (`signal_reap`).
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::mpsc;
@@ -131,4 +132,103 @@ pub fn taskwork_reap() -> TestResult {
     ensure_eq(res, Some(1), "the pipe read's completion")?;
     drop(ring);
     round_trip_on(&dev, 0x54, "transfer after closing the ring")
+}
+
+extern "C" fn on_sigusr1(_: libc::c_int) {}
+
+/// Runs a blocking REAP of `q` for `min` completions (timeout 10 s) on a thread that is sent
+/// SIGUSR1 (handler without `SA_RESTART`) every 50 ms until the reap returns; returns its result
+/// and the completions.
+fn reap_signalled(q: &Queue<'_>, min: u32) -> (std::io::Result<Vec<EduDmaCqe>>, u32) {
+    use nix::sys::pthread::{pthread_kill, pthread_self};
+    use nix::sys::signal::Signal;
+    let (tx, rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            let _ = tx.send(pthread_self());
+            let mut out = vec![EduDmaCqe::default(); 4];
+            q.reap(&mut out, min, 10_000).map(|k| out[..k].to_vec())
+        });
+        let mut signals = 0;
+        if let Ok(tid) = rx.recv() {
+            // Until the thread leaves the ioctl (a signal before it blocks is only handled).
+            for _ in 0..100 {
+                std::thread::sleep(Duration::from_millis(50));
+                if h.is_finished() {
+                    break;
+                }
+                if pthread_kill(tid, Signal::SIGUSR1).is_ok() {
+                    signals += 1;
+                }
+            }
+        }
+        let r = h
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("thread panicked")));
+        (r, signals)
+    })
+}
+
+/// A real signal ends a blocking REAP's wait, never a queued request. Request A completes;
+/// request B's interrupt is lost (fault injection), so it ends only by the watchdog, 3 s in
+/// (`ETIMEDOUT`, its bytes landed). A REAP for both, signalled every 50 ms once A's completion
+/// waits (`poll` said so), returns A's alone; a REAP for B, signalled the same way, fails with
+/// `EINTR`; then B still ends exactly once, by the watchdog, reaped by a third REAP.
+pub fn signal_reap() -> TestResult {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let dev = open(0)?;
+    let q = Queue::new(&dev);
+    let buf = dev.alloc(2 * 4096, BufKind::Coherent).ctx("alloc")?;
+    let m = buf.map().ctx("mmap")?;
+    let want = pattern(4096, 0x55);
+    dev.write_window_from(&want, 0).ctx("window <- pattern")?;
+    let mut a = EduDmaReq::buffer_xfer(1, buf.handle(), 0, 0, 4096, Dir::FromDevice);
+    a.timeout_ms = 3000;
+    let mut b = EduDmaReq::buffer_xfer(2, buf.handle(), 4096, 0, 4096, Dir::FromDevice);
+    b.timeout_ms = 3000;
+    ensure_eq(q.submit_buffers(&[a]).ctx("submit A")?, 1, "queued")?;
+    // A runs now (the device was idle); the next command programmed is B's.
+    dev.inject_fault(1).ctx("inject_fault(1)")?;
+    ensure_eq(q.submit_buffers(&[b]).ctx("submit B")?, 1, "queued")?;
+    let mut fds = [nix::poll::PollFd::new(
+        q.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    let n = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10_000u16))
+        .map_err(|e| format!("poll: {e}"))?;
+    ensure_eq(n, 1, "A's completion is waiting (POLLIN)")?;
+    // No SA_RESTART: an interrupted ioctl comes back with EINTR.
+    let sa = SigAction::new(
+        SigHandler::Handler(on_sigusr1),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    // SAFETY: the handler does nothing.
+    let old = unsafe { sigaction(Signal::SIGUSR1, &sa) }.map_err(|e| format!("sigaction: {e}"))?;
+    let (first, s1) = reap_signalled(&q, 2);
+    let (second, s2) = reap_signalled(&q, 1);
+    // SAFETY: restoring the previous disposition.
+    let _ = unsafe { sigaction(Signal::SIGUSR1, &old) };
+    diag(format!(
+        "signals sent: {s1} to the first reap, {s2} to the second"
+    ));
+    let first = first.ctx("REAP for two, signalled with one waiting")?;
+    ensure_eq(first.len(), 1, "completions returned by the signalled reap")?;
+    check_cqe(&first[0], 1, 0, 4096, "A")?;
+    check_same(&m[..4096], &want, "A's bytes")?;
+    expect_errno(
+        second,
+        libc::EINTR,
+        "REAP for B, signalled with none waiting",
+    )?;
+    let last = reap_all(&q, 1)?;
+    check_cqe(
+        &last[0],
+        2,
+        -libc::ETIMEDOUT,
+        4096,
+        "B (its interrupt lost: the watchdog ended it)",
+    )?;
+    check_same(&m[4096..8192], &want, "B's bytes")?;
+    round_trip_on(&dev, 0x56, "after the signalled reaps")
 }

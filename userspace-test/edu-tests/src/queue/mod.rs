@@ -37,6 +37,7 @@ pub fn tests() -> Vec<Test> {
         test("kill9", kill9),
         test("dmabuf_free", interplay::dmabuf_free),
         test("taskwork_reap", interplay::taskwork_reap),
+        test("signal_reap", interplay::signal_reap),
         test("eventfd_counts", eventfd::counts),
         test("eventfd_errors", eventfd::errors),
     ]
