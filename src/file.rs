@@ -159,12 +159,17 @@ unsafe impl NodeFile for EduFile {
         &FOPS
     }
 
+    /// A file that never submitted is a plain node: `read`/`write` of the window never wait for
+    /// data (only for the device), so it is readable and writable, like a regular file. That is
+    /// also what io_uring's `READ`/`WRITE` of the node ask before they issue (without `POLLIN`
+    /// io_uring would wait for it before reading, forever). Once the file submitted, `POLLIN`
+    /// means a completion of its queue waits.
     fn poll(me: Pin<&EduFile>, file: &File, table: &PollTable<'_>) -> u32 {
         table.register_wait(file, me.edu.engine.poll_cv());
         let id = me.qid.load(Relaxed);
         let r = me.edu.engine.readiness((id != 0).then_some(id));
         let mut mask = 0;
-        if r.done > 0 {
+        if r.done > 0 || (id == 0 && !r.gone) {
             mask |= poll_mask::IN;
         }
         if r.room {

@@ -193,7 +193,8 @@ struct edu_dma_fault {
  * timeout_ms; the command is known to have finished before the request ends), -EIO (device stuck).
  * done counts the bytes that landed (for a copy, whole window steps whose second half completed).
  * A request occupies a queue slot from submit until it is reaped. poll(): POLLIN while a
- * completion waits, POLLOUT while the queue has room; EDU_DMA_IOC_SET_EVENTFD: an eventfd
+ * completion waits (before the file's first submit: always, a plain node is readable), POLLOUT
+ * while the queue has room; EDU_DMA_IOC_SET_EVENTFD: an eventfd
  * signalled per completion.
  */
 

@@ -224,8 +224,9 @@ fn poll_in(dev: &Device, ms: u16) -> Result<bool, String> {
 fn poll_level() -> TestResult {
     let dev = open(0)?;
     let q = Queue::new(&dev);
-    ensure(!poll_in(&dev, 0)?, || {
-        "POLLIN before any submit".to_string()
+    // Before any submit the file is a plain node (read/write never wait for data): POLLIN.
+    ensure(poll_in(&dev, 0)?, || {
+        "no POLLIN before any submit (a plain node is readable)".to_string()
     })?;
     let buf = dev.alloc(4096, BufKind::Coherent).ctx("alloc")?;
     let r = [EduDmaReq::buffer_xfer(
@@ -279,7 +280,12 @@ fn epoll_level_edge() -> TestResult {
         ep.wait(&mut ev, EpollTimeout::from(ms))
             .map_err(|e| format!("epoll_wait: {e}"))
     };
-    ensure_eq(wait(&level, 0)?, 0, "level events before submit")?;
+    // Before the first submit the file is a plain node: readable.
+    ensure_eq(
+        wait(&level, 0)?,
+        1,
+        "level events before submit (a plain node)",
+    )?;
     q.submit_buffers(&r(1)).ctx("submit")?;
     ensure_eq(wait(&level, 5000)?, 1, "level event after the completion")?;
     ensure_eq(wait(&level, 0)?, 1, "level event again (not reaped)")?;
