@@ -21,17 +21,43 @@
 //!
 //! Outer to inner; a lock is only taken while holding locks above it:
 //!
-//! 1. the mm's mmap lock (held by the VFS around `mmap`; unbind takes it alone, in
+//! 1. `EduFile::queue` (a file's queue id and its reapers: held across a whole `REAP`, whose
+//!    wait sleeps on `Engine::state`'s condition variable, whose copy-out may fault (the mmap
+//!    lock), which enters `bound` (`life`) and drops the reaped holds (`Budget::used`); taken
+//!    under no other lock),
+//! 2. the mm's mmap lock (held by the VFS around `mmap`; unbind takes it alone, in
 //!    `Buffer::revoke`),
-//! 2. `EduFile::bufs` (a file's handle table),
-//! 3. `Buffer::inner` (a buffer's revocable part) and `EduDevice::revocables` (never nested with
+//! 3. `EduFile::bufs` (a file's handle table),
+//! 4. `Buffer::inner` (a buffer's revocable part) and `EduDevice::revocables` (never nested with
 //!    each other),
-//! 4. `EduDevice::life` and `Budget::used` (short critical sections; `shutdown` closes the engine
+//! 5. `EduDevice::life` and `Budget::used` (short critical sections; `shutdown` closes the engine
 //!    inside `life`),
-//! 5. `Engine::state` (the innermost; the interrupt thread takes it).
+//! 6. `Engine::state` (an irq-safe spinlock, taken by the hard interrupt handler and the watchdog
+//!    hrtimer, interrupts off while held; nothing sleeps or allocates with `GFP_KERNEL` under it,
+//!    and no queued request's hold or eventfd reference is dropped under it),
+//! 7. a file's eventfd's own lock (`raw::eventfd::EventFd::signal`, under `Engine::state` when a
+//!    request ends; the kernel's, irq-safe, waking the eventfd's readers and pollers).
 //!
 //! No lock is held across a device command except `Engine::state`, which the waiter's condition
-//! variable releases while it sleeps.
+//! variable releases while it sleeps. The locks inside `raw::dmabuf` (a dma-buf's attachments and
+//! their tables) are its own: held only around importer syncs and table bookkeeping, never while
+//! it calls back into the driver (`export.rs`, which takes `life` and `Buffer::inner` through
+//! `bound` and `Buffer::sync`). A queued request's hold may be the last reference to a buffer,
+//! whose drop unmaps it and refunds `Budget::used`: it is dropped under no lock but a reaper's
+//! `EduFile::queue`.
+//!
+//! # Queued requests
+//!
+//! A queued request's hold (pins, SG mappings, buffer references) is taken at submit, inside
+//! `bound`, and dropped in process context only, inside `bound` as well: when it is reaped, when
+//! its file closes (`Engine::detach`: requests not started end `ECANCELED`, the running one after
+//! its current step), or by `shutdown`, which ends the queued ones with `ENODEV`
+//! (`Engine::close`), waits for the running command (`Engine::wait_quiet`), quiesces the device
+//! and then releases every hold (`Engine::release_all`) before it revokes the buffers. So no
+//! memory a request names is unmapped, unpinned or freed while the device may still access it,
+//! and every hold goes while the device is bound. Completions stay reapable after unbind.
+//! Synchronous DMA calls are requests too (`Engine::run_sync`), whose memory the caller holds
+//! inside its `bound` section until the request is over.
 
 use kernel::{
     device::{
@@ -41,18 +67,22 @@ use kernel::{
     devres::Devres,
     new_condvar, new_mutex, pci,
     prelude::*,
+    revocable::RevocableGuard,
     sync::{
         aref::ARef,
         Arc,
         CondVar,
         Mutex, //
     },
+    time::hrtimer::HrTimer,
 };
 
 use crate::{
     engine::{
+        Cmd,
         Engine,
-        EngineHold, //
+        EngineHold,
+        Request, //
     },
     raw::pci::PciLocation,
     regs::Bar0,
@@ -91,6 +121,8 @@ pub(crate) struct Params {
     pub(crate) file_cap: usize,
     /// Pages a copy request pins at a time, per side.
     pub(crate) pin_pages: usize,
+    /// Requests a file may have queued (in flight or not reaped).
+    pub(crate) queue_depth: usize,
 }
 
 impl Params {
@@ -103,6 +135,7 @@ impl Params {
             buf_cap: *p::buf_cap_kib.value() as usize * 1024,
             file_cap: *p::file_cap_kib.value() as usize * 1024,
             pin_pages: *p::pin_window.value() as usize,
+            queue_depth: (*p::queue_depth.value()).clamp(1, 1024) as usize,
         }
     }
 }
@@ -156,6 +189,9 @@ pub(crate) struct EduDevice {
     /// The command engine.
     #[pin]
     pub(crate) engine: Engine,
+    /// The queue's watchdog (`irq.rs`), started at probe.
+    #[pin]
+    pub(crate) watchdog: HrTimer<EduDevice>,
 }
 
 impl EduDevice {
@@ -178,12 +214,19 @@ impl EduDevice {
             revocables <- new_mutex!(KVec::new(), "EduDevice::revocables"),
             budget,
             engine <- Engine::new(),
+            watchdog <- HrTimer::new(),
         }))
     }
 
     /// BAR0, for the interrupt handler (which runs only while the device is bound).
     pub(crate) fn bar<'a>(&'a self, dev: &'a Device<Bound>) -> Result<&'a Bar0> {
         self.bar.access(dev)
+    }
+
+    /// BAR0 under RCU, for the watchdog (no sleeping while the guard lives); `None` once unbind
+    /// revoked it.
+    pub(crate) fn bar_guard(&self) -> Option<RevocableGuard<'_, Bar0>> {
+        self.bar.try_access()
     }
 
     /// Runs `f` with the bound device, or fails with `ENODEV` once unbind has started. Unbind
@@ -253,10 +296,16 @@ impl EduDevice {
                 self.life_cv.wait(&mut life);
             }
         }
+        // Queued requests that had not started ended with `ENODEV` in `close`; the running
+        // command finishes (or the watchdog ends it).
+        self.engine.wait_quiet();
         if let Ok(bar) = self.bar.access(pdev.as_ref()) {
             crate::regs::quiesce(bar);
         }
         crate::raw::pci::clear_master(pdev);
+        // The device touches no request's memory any more: unmap, unpin and drop buffer
+        // references now, while bound, before the buffers are revoked.
+        self.engine.release_all();
         // No DMA allocation or mapping outlives the binding.
         let revocables = core::mem::take(&mut *self.revocables.lock());
         for r in revocables.iter() {
@@ -276,7 +325,29 @@ pub(crate) struct Live<'a> {
 impl Live<'_> {
     /// Takes the command engine (see [`Engine::acquire`]).
     pub(crate) fn engine(&self) -> Result<EngineHold<'_>> {
-        self.edu.engine.acquire(self.dev, self.bar)
+        self.edu.engine.acquire(self.bar)
+    }
+
+    /// Queues `req` on the file queue `id` (see [`Engine::submit`]); a refused request's hold
+    /// is dropped here, outside the engine lock and inside `bound`.
+    pub(crate) fn submit(&self, id: u64, req: Request) -> Result {
+        self.edu
+            .engine
+            .submit(id, req, self.bar)
+            .map_err(|(e, hold)| {
+                drop(hold);
+                e
+            })
+    }
+
+    /// Runs a synchronous call's commands (see [`Engine::run_sync`]): bytes done and result.
+    pub(crate) fn run_sync(&self, cmds: KVec<Cmd>, timeout_ms: u32) -> (usize, Result) {
+        self.edu.engine.run_sync(cmds, timeout_ms, self.bar)
+    }
+
+    /// Removes the file queue `id` (see [`Engine::detach`]).
+    pub(crate) fn detach(&self, id: u64) {
+        self.edu.engine.detach(id, self.bar);
     }
 
     /// Charges `bytes` of buffer memory to the device; `ENOMEM` beyond its cap.

@@ -20,6 +20,10 @@ use kernel::{
         },
         Arc, //
     },
+    time::hrtimer::{
+        ArcHrTimerHandle,
+        HrTimerPointer, //
+    },
 };
 
 use crate::{
@@ -30,6 +34,7 @@ use crate::{
         IrqMode,
         Params, //
     },
+    engine::WATCHDOG_PERIOD,
     file::EduNode,
     raw,
     regs::*,
@@ -81,13 +86,15 @@ impl Drop for Instance {
 /// The driver.
 pub(crate) struct EduDriver;
 
-/// Per-binding data; fields drop in order: node, interrupt, instance number.
+/// Per-binding data; fields drop in order: node, interrupt, watchdog, instance number.
 #[pin_data]
 pub(crate) struct EduData {
     #[pin]
     node: EduNode,
     #[pin]
-    irq: irq::ThreadedRegistration<Arc<EduDevice>>,
+    irq: irq::Registration<Arc<EduDevice>>,
+    /// The queue's watchdog timer; dropping the handle cancels it (waiting for a running tick).
+    _watchdog: ArcHrTimerHandle<EduDevice>,
     edu: Arc<EduDevice>,
     _instance: Instance,
 }
@@ -193,8 +200,10 @@ impl pci::Driver for EduDriver {
                 params.dma_bits
             );
 
+            let watchdog = edu.clone().start(WATCHDOG_PERIOD);
             Ok(try_pin_init!(EduData {
-                irq <- pdev.request_threaded_irq(*vectors.start(), flags, c"edu_dma", Ok::<_, Error>(edu.clone())),
+                irq <- pdev.request_irq(*vectors.start(), flags, c"edu_dma", Ok::<_, Error>(edu.clone())),
+                _watchdog: watchdog,
                 node <- EduNode::register(name, pdev.as_ref(), edu.clone()),
                 edu,
                 _instance: instance,

@@ -2,9 +2,10 @@
 
 //! edu-dma: a DMA driver for QEMU's `edu` PCI device (1234:11e8).
 //!
-//! Per device: BAR0 registers, MSI (INTx fallback) with a threaded interrupt handler, factorials,
+//! Per device: BAR0 registers, MSI (INTx fallback) with a hard interrupt handler, factorials,
 //! interrupt-completed DMA through the device's 4096-byte window, coherent and streaming buffers
-//! mapped into userspace, and zero-copy DMA of pinned user memory. Userspace reaches each device
+//! mapped into userspace, zero-copy DMA of pinned user memory, and an asynchronous queue of
+//! transfers (submit, reap, poll) that the interrupt handler drives. Userspace reaches each device
 //! through `/dev/edu-dma<N>`; the API is `include/uapi/linux/edu_dma.h`.
 //!
 //! A newcomer should read [docs/walkthrough.md](../docs/walkthrough.md) first: it traces a
@@ -22,19 +23,24 @@
 //! - [`split`]: the arithmetic of ranges and pieces (no kernel dependency; unit-tested on the
 //!   host, shared with userspace like `uapi`).
 //! - [`device`]: per-device shared state, lifetime protocol, lock order, revocation, budget.
-//! - [`engine`]: the command engine (one command at a time on BAR0, completed by the IRQ).
-//! - [`irq`]: the interrupt handler.
+//! - [`engine`]: the command engine (one command at a time on BAR0, completed by the IRQ): the
+//!   synchronous holds and the per-file queues, round robin, cancellation.
+//! - [`irq`]: the interrupt handler (hard IRQ: completes a queued command and starts the next)
+//!   and the queue's watchdog timer.
 //! - [`regs`]: the register map.
 //! - [`driver`]: PCI glue (probe/unbind).
 //! - [`uapi`]: the userspace API (shared with the userspace library).
-//! - [`raw`]: the unsafe layer, one leaf per subject (`cred`, `dma`, `dmabuf`, `gup`, `misc`,
-//!   `pci`, `signal`, `vm`): the only users of raw `bindings`, importing nothing of the driver.
+//! - [`raw`]: the unsafe layer, one leaf per subject (`cred`, `dma`, `dmabuf`, `eventfd`, `gup`,
+//!   `irqlock`, `misc`, `pci`, `signal`, `vm`): the only users of raw `bindings`, importing
+//!   nothing of the driver.
 //!
 //! Import graph (`use crate::`; `../shared/tools/src-cycles` prints it), with no cycle:
 //! `driver` -> `file` -> `xfer` -> `buffer` -> `device` -> `engine` -> `regs`; `file` and `xfer`
 //! also use `userpages` (-> `engine`), `file` also `buffer`, `device`, `engine` and `export`
-//! (-> `buffer`, `device`); `irq` -> `device`. The leaves `raw`, `split`, `regs` and `uapi` (used
-//! by `file` only) import no driver module.
+//! (-> `buffer`, `device`), `xfer` also `device` and `engine`; `driver` also `device`, `engine`,
+//! `regs` and `userpages`; `irq` -> `device`, `engine`, `regs`; `engine` also uses `raw` (its
+//! irq-safe lock, `signal`, `eventfd`). The leaves `raw`, `split`, `regs` and `uapi` (used by `file` only)
+//! import no driver module.
 
 mod buffer;
 mod device;
@@ -86,6 +92,10 @@ kernel::module_pci_driver! {
         pin_window: u32 {
             default: 256,
             description: "Pages a copy request pins at once",
+        },
+        queue_depth: u32 {
+            default: 64,
+            description: "Requests one open file may have queued (1..=1024)",
         },
     },
 }

@@ -1,52 +1,86 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The command engine of one device: one command (a DMA piece or a factorial) at a time,
-//! programmed through BAR0 and completed by the interrupt.
+//! programmed through BAR0 and completed by the interrupt. All DMA goes through one mechanism,
+//! the queue:
 //!
-//! A caller takes the engine ([`Engine::acquire`], interruptibly; `ENODEV` once unbind closed
-//! it) and gets an [`EngineHold`], which borrows BAR0 for as long as it lives: a command
-//! sequence (e.g. both halves of a copy chunk) runs with nobody else in the window. Each command
-//! waits for its completion bit, which the interrupt thread delivers ([`Engine::irq_deliver`])
-//! under the engine lock, so no wakeup is lost between a waiter's check and its sleep.
+//! - **The queue**: each file that submits gets a [`FileQueue`] of up to `queue_depth` requests,
+//!   each a list of commands built at submit (pins and mappings included, in the request's
+//!   [`Hold`]). The interrupt handler drives it: when a command completes it credits the bytes,
+//!   programs the request's next command (the rest of a step, e.g. the second half of a copy
+//!   chunk) or, at a step's end, the first command of the next file that has work (round robin),
+//!   and marks finished requests done. No thread runs between two queued commands.
+//! - **Synchronous DMA calls** (`XFER`, `USER_XFER`, `COPY`, read/write) are submit + wait on
+//!   the same machinery ([`Engine::run_sync`]): a request on a one-slot queue of their own, its
+//!   memory held by the caller until the request is over. A signal cancels what has not started
+//!   and waits until the running step finished (polling the device idle, in case an interrupt
+//!   is lost), so the caller may unmap and free the memory at once, and the bytes done are exact.
 //!
-//! On `EINTR` or `ETIMEDOUT` a DMA command is not abandoned: the engine polls the device idle
-//! before it returns, so the caller may unmap and free the memory the command targeted.
+//! Cancellation (close, signal) and unbind let the running step finish (at most a copy chunk's
+//! two halves), then end the request; requests that have not started end at once.
+//! - **Factorials** take the engine ([`Engine::acquire`], interruptibly; `ENODEV` once unbind
+//!   closed it) and get an [`EngineHold`], which borrows BAR0 for as long as it lives; the
+//!   completion bit is delivered by the interrupt handler under the engine lock, so no wakeup is
+//!   lost between the waiter's check and its sleep.
 //!
-//! An interrupted wait ends in [`signal::interrupted`]: `EINTR` for a real signal, `ERESTARTSYS`
-//! when only task work (io_uring's `TWA_SIGNAL`) broke it, which restarts the system call.
+//! Why the hard handler and not the interrupt thread: completing a command and starting the
+//! next is a few register accesses and list updates, with nothing that sleeps (holds are dropped
+//! later, in process context), so it fits hard-IRQ context; doing it there saves a thread wakeup
+//! per command and leaves the device idle for the shortest time. The lock it takes,
+//! `Engine::state`, is an [`IrqSpinLock`] (interrupts off while held), so process context can
+//! never hold it when the handler interrupts it on the same CPU.
+//!
+//! Completions are reaped (`REAP`), polled (`poll_cv`: `POLLIN`) and, if the file set one, counted
+//! on its eventfd (`set_eventfd`): every place that ends a request (sets its status) signals it,
+//! under the lock, so the count is one per request, whatever ends it.
+//!
+//! Lost interrupts: a periodic watchdog (the device's hrtimer, [`Engine::watchdog`]) ends the
+//! running queued command once its timeout has passed and the device reads idle (`ETIMEDOUT`,
+//! its bytes counted: they landed), or `IDLE_WAIT` later if it never does (`EIO`).
+//!
+//! A factorial and the queue alternate: a waiting factorial gets the device at the next step
+//! boundary, and a released hold starts the queue's next step before the next factorial.
+//!
+//! Every interruptible wait here (the engine, a synchronous request, a reap) ends in
+//! [`signal::interrupted`]: `EINTR` for a real signal, `ERESTARTSYS` when only task work
+//! (io_uring's `TWA_SIGNAL`) broke it, which restarts the system call. No completion status ever
+//! holds `ERESTARTSYS`: a queued request is not ended by a signal.
 
 use kernel::{
-    device::{
-        Bound,
-        Device, //
-    },
     io::{
-        poll::{
-            read_poll_timeout,
-            read_poll_timeout_atomic, //
-        },
+        poll::read_poll_timeout_atomic,
         Io, //
     },
-    new_condvar, new_mutex,
+    new_poll_condvar,
     prelude::*,
     sync::{
         atomic::{
             Atomic,
-            Full,
             Relaxed, //
         },
-        CondVar,
+        poll::PollCondVar,
         CondVarTimeoutResult,
-        Mutex, //
     },
     time::{
+        delay::fsleep,
         msecs_to_jiffies,
-        Delta, //
+        Delta,
+        Instant,
+        Monotonic, //
     },
 };
 
 use crate::{
-    raw::signal,
+    raw::{
+        ecanceled,
+        eventfd::EventFd,
+        irqlock::{
+            new_irq_spinlock,
+            IrqSpinLock,
+            IrqSpinLockGuard, //
+        },
+        signal,
+    },
     regs::*,
     split::{
         Piece,
@@ -72,27 +106,140 @@ pub(crate) struct Stats {
     pub(crate) timeouts: Atomic<u64>,
 }
 
+/// What a queued request keeps alive for the device: pins, scatter-gather mappings, buffer
+/// references. Dropped in process context only, while the device is bound, once the device is
+/// done with the request (never in the interrupt handler, never under the engine lock).
+pub(crate) trait Held: Send {}
+impl<T: Send> Held for T {}
+
+/// A request's resources (see [`Held`]).
+pub(crate) type Hold = KBox<dyn Held>;
+
+/// One command of a queued request.
+#[derive(Clone, Copy)]
+pub(crate) struct Cmd {
+    /// The RAM side.
+    pub(crate) piece: Piece,
+    /// Window offset of the device side.
+    pub(crate) win_off: usize,
+    /// Direction.
+    pub(crate) dir: Dir,
+    /// Bytes the request has done once this command completed (0 for a copy's first half).
+    pub(crate) credit: usize,
+    /// The last command of a step: the next file may have the device after it.
+    pub(crate) step_end: bool,
+}
+
+/// A validated request, ready to queue.
+pub(crate) struct Request {
+    /// The user's cookie.
+    pub(crate) cookie: u64,
+    /// Its commands, in order (non-empty).
+    pub(crate) cmds: KVec<Cmd>,
+    /// Per-command timeout.
+    pub(crate) timeout_ms: u32,
+    /// What the commands' bus addresses belong to (`None`: the caller keeps it, see
+    /// [`Engine::run_sync`]).
+    pub(crate) hold: Option<Hold>,
+}
+
+/// A queued request of a file.
+struct Slot {
+    /// Unique in the engine.
+    seq: u64,
+    cookie: u64,
+    cmds: KVec<Cmd>,
+    timeout_ms: u32,
+    /// `None` once released (taken out to be dropped outside the lock).
+    hold: Option<Hold>,
+    /// Index of the next command to run.
+    next: usize,
+    /// Bytes done.
+    done: usize,
+    /// `None` while in flight; then 0 or a negative errno.
+    status: Option<i32>,
+}
+
+/// The queue of one file: its slots, in submission order (in flight and completed alike).
+struct FileQueue {
+    id: u64,
+    /// Capacity reserved at attach; never exceeded (no allocation under the lock).
+    slots: KVec<Slot>,
+    /// The file is closing: nothing of it starts any more.
+    closing: bool,
+    /// Signalled each time one of its requests ends (`EDU_DMA_IOC_SET_EVENTFD`).
+    eventfd: Option<EventFd>,
+}
+
+/// A request of the file with eventfd `eventfd` ended: one count (under the engine lock, also in
+/// hard-IRQ context: `EventFd::signal` takes only the eventfd's own irq-safe lock).
+fn ended(eventfd: &Option<EventFd>) {
+    if let Some(e) = eventfd {
+        e.signal();
+    }
+}
+
+/// A completion, as reaped.
+#[derive(Clone, Copy)]
+pub(crate) struct Done {
+    pub(crate) cookie: u64,
+    pub(crate) status: i32,
+    pub(crate) done: u64,
+    seq: u64,
+}
+
+/// What `poll` reports for a file's queue.
+pub(crate) struct Readiness {
+    /// Another request fits.
+    pub(crate) room: bool,
+    /// Completions waiting to be reaped.
+    pub(crate) done: usize,
+    /// The device is going away or gone.
+    pub(crate) gone: bool,
+}
+
+/// The queued command on the device.
+#[derive(Clone, Copy)]
+struct Running {
+    file: u64,
+    seq: u64,
+    /// When its timeout passes.
+    deadline: Instant<Monotonic>,
+}
+
 /// State protected by `Engine::state`.
 struct State {
     /// A command sequence owns the engine (an [`EngineHold`] exists).
     busy: bool,
     /// The device is going away: no new command sequence.
     closed: bool,
-    /// Interrupt status bits delivered by the interrupt thread and not yet consumed.
+    /// Interrupt status bits delivered by the interrupt handler and not yet consumed.
     irq_status: u32,
+    /// Synchronous callers waiting for the engine (the queue yields at its next step).
+    sync_waiters: u32,
+    /// The queues of the files that submitted.
+    files: KVec<FileQueue>,
+    /// Round robin: the file served last (the next turn goes to the file after it in `files`,
+    /// so a file that just arrived is served after the current one).
+    last: u64,
+    /// The queued command on the device.
+    running: Option<Running>,
+    /// Unbind released every hold (after `closed`): completions are reapable without `bound`.
+    released: bool,
+    next_seq: u64,
+    next_file: u64,
 }
 
 /// The command engine of one device.
 #[pin_data]
 pub(crate) struct Engine {
-    /// The innermost lock of the driver: nothing else is taken while it is held.
+    /// The innermost lock of the driver, taken by the hard interrupt handler and the watchdog:
+    /// nothing else is taken while it is held, and nothing that sleeps runs under it.
     #[pin]
-    state: Mutex<State>,
-    /// Signalled on every change of `state`.
+    state: IrqSpinLock<State>,
+    /// Signalled on every change of `state`: synchronous waiters, reapers, closers, `poll`.
     #[pin]
-    cv: CondVar,
-    /// Status bits the hard interrupt handler read and acknowledged, for the thread.
-    pending: Atomic<u32>,
+    cv: PollCondVar,
     /// Fault injection: the next N DMA commands raise no interrupt.
     drop_irqs: Atomic<u32>,
     stats: Stats,
@@ -102,16 +249,22 @@ impl Engine {
     /// A free engine.
     pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Self {
-            state <- new_mutex!(
+            state <- new_irq_spinlock!(
                 State {
                     busy: false,
                     closed: false,
                     irq_status: 0,
+                    sync_waiters: 0,
+                    files: KVec::new(),
+                    last: 0,
+                    running: None,
+                    released: false,
+                    next_seq: 1,
+                    next_file: 1,
                 },
                 "Engine::state"
             ),
-            cv <- new_condvar!("Engine::cv"),
-            pending: Atomic::new(0),
+            cv <- new_poll_condvar!("Engine::cv"),
             drop_irqs: Atomic::new(0),
             stats: Stats {
                 irqs: Atomic::new(0),
@@ -128,52 +281,50 @@ impl Engine {
         &self.stats
     }
 
-    /// Takes the engine, waiting (interruptibly: [`signal::interrupted`]) while another command
-    /// sequence runs. `dev` and its BAR0 `bar` are borrowed for as long as the hold lives.
-    pub(crate) fn acquire<'a>(
-        &'a self,
-        dev: &'a Device<Bound>,
-        bar: &'a Bar0,
-    ) -> Result<EngineHold<'a>> {
+    /// The wait queue `poll` registers with: signalled on every completion and freed slot.
+    pub(crate) fn poll_cv(&self) -> &PollCondVar {
+        &self.cv
+    }
+
+    /// Takes the engine (for a factorial), waiting (interruptibly: [`signal::interrupted`])
+    /// while another command sequence or a queued step runs. BAR0 `bar` is borrowed for as long
+    /// as the hold lives.
+    pub(crate) fn acquire<'a>(&'a self, bar: &'a Bar0) -> Result<EngineHold<'a>> {
         let mut st = self.state.lock();
         loop {
             if st.closed {
                 return Err(ENODEV);
             }
-            if !st.busy {
+            if !st.busy && st.running.is_none() {
                 st.busy = true;
-                return Ok(EngineHold {
-                    engine: self,
-                    dev,
-                    bar,
-                });
+                return Ok(EngineHold { engine: self, bar });
             }
-            if self.cv.wait_interruptible(&mut st) {
+            st.sync_waiters += 1;
+            let broken = self.cv.wait_interruptible(&mut st);
+            st.sync_waiters -= 1;
+            if broken {
+                // The queue may have yielded to this caller: let it go on.
+                self.dispatch(&mut st, bar);
                 return Err(signal::interrupted());
             }
         }
     }
 
-    /// Hard interrupt half: records status bits that were read and acknowledged. Takes no
-    /// lock (a hard handler may not take the engine's mutex).
-    pub(crate) fn irq_acked(&self, status: u32) {
+    /// The interrupt handler, with `status` read from and acknowledged to the device: hands
+    /// the bits to a synchronous command sequence, or completes the running queued command
+    /// (accepted only when the device reads idle: a late interrupt of an earlier command cannot
+    /// complete it) and starts the next one.
+    pub(crate) fn irq(&self, status: u32, bar: &Bar0) {
         self.stats.irqs.add(1, Relaxed);
-        let mut cur = self.pending.load(Relaxed);
-        while let Err(v) = self.pending.cmpxchg(cur, cur | status, Full) {
-            cur = v;
-        }
-    }
-
-    /// Interrupt thread: hands the recorded bits to the waiter under the engine lock, so the
-    /// wakeup cannot fall between the waiter's check and its sleep.
-    pub(crate) fn irq_deliver(&self) {
-        let status = self.pending.xchg(0, Full);
-        if status == 0 {
+        let mut st = self.state.lock();
+        if st.busy {
+            st.irq_status |= status;
+            self.cv.notify_all();
             return;
         }
-        let mut st = self.state.lock();
-        st.irq_status |= status;
-        self.cv.notify_all();
+        if status & IRQ_DMA != 0 && st.running.is_some() && dma_idle(bar) {
+            self.command_done(&mut st, Some(bar), Ok(()));
+        }
     }
 
     /// Fault injection: the next `n` DMA commands raise no completion interrupt.
@@ -182,11 +333,553 @@ impl Engine {
     }
 
     /// Refuses new command sequences: waiters and later callers get `ENODEV`; a running one
-    /// finishes (its caller's `bound` section keeps unbind waiting for it).
+    /// finishes (its caller's `bound` section keeps unbind waiting for it). Every queued request
+    /// that has not started ends with `ENODEV`; the running one ends after its current step.
     pub(crate) fn close(&self) {
         let mut st = self.state.lock();
         st.closed = true;
+        let running = st.running.map(|r| r.seq);
+        for fq in st.files.iter_mut() {
+            for slot in fq.slots.iter_mut() {
+                if slot.status.is_none() && Some(slot.seq) != running {
+                    slot.status = Some(ENODEV.to_errno());
+                    ended(&fq.eventfd);
+                }
+            }
+        }
         self.cv.notify_all();
+    }
+
+    /// Unbind, after [`Engine::close`]: waits (uninterruptibly; bounded by the watchdog) until
+    /// no queued command runs.
+    pub(crate) fn wait_quiet(&self) {
+        let mut st = self.state.lock();
+        while st.running.is_some() {
+            self.cv.wait(&mut st);
+        }
+    }
+
+    /// Unbind, once the device is quiet: releases every hold of every request (their
+    /// completions stay, to be reaped). Call it while the device is bound.
+    pub(crate) fn release_all(&self) {
+        while let Some(hold) = self.take_hold(None) {
+            drop(hold);
+        }
+        self.state.lock().released = true;
+        self.cv.notify_all();
+    }
+
+    /// Once the device is going away: waits (interruptibly; unbind is bounded by the watchdog)
+    /// until unbind released every hold, so that every completion can be reaped. Interrupted:
+    /// [`signal::interrupted`].
+    pub(crate) fn wait_released(&self) -> Result {
+        let mut st = self.state.lock();
+        while !st.released {
+            if self.cv.wait_interruptible(&mut st) {
+                return Err(signal::interrupted());
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes one hold of a request that is no longer in flight (of file `file`, or of any file
+    /// for `None`), to be dropped by the caller outside the lock.
+    fn take_hold(&self, file: Option<u64>) -> Option<Hold> {
+        let mut st = self.state.lock();
+        let closed = st.closed && st.running.is_none();
+        st.files
+            .iter_mut()
+            .filter(|fq| file.is_none_or(|id| id == fq.id))
+            .flat_map(|fq| fq.slots.iter_mut())
+            .find(|s| s.hold.is_some() && (s.status.is_some() || closed))
+            .and_then(|s| s.hold.take())
+    }
+
+    /// The file's queue, created with room for `depth` requests; returns its id.
+    pub(crate) fn attach(&self, depth: usize) -> Result<u64> {
+        let slots = KVec::with_capacity(depth, GFP_KERNEL)?;
+        let mut st = self.state.lock();
+        if st.closed {
+            return Err(ENODEV);
+        }
+        let id = st.next_file;
+        st.next_file += 1;
+        let fq = FileQueue {
+            id,
+            slots,
+            closing: false,
+            eventfd: None,
+        };
+        // Under a spinlock: no sleeping allocation (this one happens once per file).
+        st.files.push(fq, GFP_ATOMIC)?;
+        Ok(id)
+    }
+
+    /// Makes `eventfd` file `id`'s eventfd (`None`: removes it); on success `eventfd` holds the
+    /// one it replaced, to be dropped by the caller outside the lock. `ENODEV` once the device is
+    /// going away.
+    pub(crate) fn set_eventfd(&self, id: u64, eventfd: &mut Option<EventFd>) -> Result {
+        let mut st = self.state.lock();
+        if st.closed {
+            return Err(ENODEV);
+        }
+        let fq = st.files.iter_mut().find(|fq| fq.id == id).ok_or(ENODEV)?;
+        core::mem::swap(&mut fq.eventfd, eventfd);
+        Ok(())
+    }
+
+    /// Queues `req` on file `id`'s queue and starts the device if it is idle. `EAGAIN` when the
+    /// queue is full, `ENODEV` once the device is going away; the request's hold then comes back,
+    /// to be dropped by the caller outside the lock.
+    pub(crate) fn submit(
+        &self,
+        id: u64,
+        req: Request,
+        bar: &Bar0,
+    ) -> core::result::Result<(), (Error, Option<Hold>)> {
+        let mut st = self.state.lock();
+        if st.closed {
+            return Err((ENODEV, req.hold));
+        }
+        let seq = st.next_seq;
+        let Some(fq) = st.files.iter_mut().find(|fq| fq.id == id) else {
+            return Err((ENODEV, req.hold));
+        };
+        if fq.closing || fq.slots.len() >= fq.slots.capacity() {
+            return Err((EAGAIN, req.hold));
+        }
+        let slot = Slot {
+            seq,
+            cookie: req.cookie,
+            cmds: req.cmds,
+            timeout_ms: req.timeout_ms,
+            hold: req.hold,
+            next: 0,
+            done: 0,
+            status: None,
+        };
+        // Cannot fail: the capacity was checked above (no allocation under the lock).
+        if let Err(e) = fq.slots.push_within_capacity(slot) {
+            return Err((EAGAIN, e.0.hold));
+        }
+        st.next_seq += 1;
+        self.dispatch(&mut st, bar);
+        Ok(())
+    }
+
+    /// A synchronous call: runs `cmds` as a request on a queue of its own, sharing the device
+    /// with the files' queues (round robin), and waits for it. A signal cancels the steps that
+    /// have not started and waits (uninterruptibly) until the running one finished, polling the
+    /// device idle in case an interrupt is lost; the call then fails with `EINTR` if a real
+    /// signal is pending, even if the request completed meanwhile. If only task work broke the
+    /// wait it fails with `ERESTARTSYS` ([`signal::interrupted`], the system call restarts),
+    /// unless the request completed meanwhile: then nothing is left to redo and it succeeds.
+    /// Returns the bytes done (exact: commands that completed) and the result. The caller keeps
+    /// the memory the commands name pinned and mapped until this returns.
+    pub(crate) fn run_sync(&self, cmds: KVec<Cmd>, timeout_ms: u32, bar: &Bar0) -> (usize, Result) {
+        let id = match self.attach(1) {
+            Ok(id) => id,
+            Err(e) => return (0, Err(e)),
+        };
+        let req = Request {
+            cookie: 0,
+            cmds,
+            timeout_ms,
+            hold: None,
+        };
+        let submitted = self.submit(id, req, bar).map_err(|(e, _)| e);
+        let mut signalled = false;
+        let mut st = self.state.lock();
+        let (done, status) = loop {
+            if let Err(e) = submitted {
+                break (0, e.to_errno());
+            }
+            let running = st.running.filter(|r| r.file == id).map(|r| r.seq);
+            let Some(slot) = st
+                .files
+                .iter()
+                .find(|fq| fq.id == id)
+                .and_then(|fq| fq.slots.first())
+            else {
+                break (0, EINVAL.to_errno());
+            };
+            if let Some(status) = slot.status {
+                break (slot.done, status);
+            }
+            if !signalled {
+                if !self.cv.wait_interruptible(&mut st) {
+                    continue;
+                }
+                signalled = true;
+                let running = st.running.filter(|r| r.file == id).map(|r| r.seq);
+                if let Some(fq) = st.files.iter_mut().find(|fq| fq.id == id) {
+                    fq.closing = true;
+                    if let Some(slot) = fq.slots.first_mut() {
+                        if running.is_none() && slot.status.is_none() {
+                            slot.status = Some(ecanceled().to_errno());
+                        }
+                    }
+                }
+                continue;
+            }
+            // Cancelled, a command still runs: it ends by its interrupt, the watchdog, or here
+            // as soon as the device reads idle (the interrupt may be lost).
+            if running.is_some() && dma_idle(bar) {
+                self.command_done(&mut st, Some(bar), Ok(()));
+                continue;
+            }
+            drop(st);
+            fsleep(Delta::from_millis(1));
+            st = self.state.lock();
+        };
+        let fq = match st.files.iter().position(|fq| fq.id == id) {
+            Some(i) => st.files.remove(i).ok(),
+            None => None,
+        };
+        drop(st);
+        // The request is over (the caller's memory is free to go): only the slot array here.
+        drop(fq);
+        // Judged now, after the uninterruptible wait for the running step: a real signal that
+        // arrived meanwhile is `EINTR` too (never a restart behind a handler's back). `done`
+        // tells what landed.
+        let ret = match status {
+            _ if signalled && signal::real_signal_pending() => Err(EINTR),
+            0 => Ok(()),
+            _ if signalled => Err(ERESTARTSYS),
+            s => Err(Error::from_errno(s)),
+        };
+        (done, ret)
+    }
+
+    /// `poll` readiness of file `id`'s queue (`None`: it never submitted).
+    pub(crate) fn readiness(&self, id: Option<u64>) -> Readiness {
+        let st = self.state.lock();
+        let Some(fq) = id.and_then(|id| st.files.iter().find(|fq| fq.id == id)) else {
+            return Readiness {
+                room: !st.closed,
+                done: 0,
+                gone: st.closed,
+            };
+        };
+        Readiness {
+            room: !st.closed && !fq.closing && fq.slots.len() < fq.slots.capacity(),
+            done: fq.slots.iter().filter(|s| s.status.is_some()).count(),
+            gone: st.closed,
+        }
+    }
+
+    /// Waits until file `id` has `min` completions waiting (at most as many as it has requests)
+    /// or `timeout_ms` (0: none) passes, or a signal arrives; returns how many are waiting, or,
+    /// when none is: `ETIMEDOUT` at the timeout, `EINTR` on a signal. Task work alone (no signal:
+    /// [`signal::interrupted`]) is `ERESTARTSYS` whatever is waiting: the restarted reap waits
+    /// for `min` again (and its whole timeout).
+    pub(crate) fn wait_done(&self, id: u64, min: usize, timeout_ms: u32) -> Result<usize> {
+        let mut left = msecs_to_jiffies(timeout_ms);
+        let mut st = self.state.lock();
+        loop {
+            let Some(fq) = st.files.iter().find(|fq| fq.id == id) else {
+                return Ok(0);
+            };
+            let done = fq.slots.iter().filter(|s| s.status.is_some()).count();
+            if done >= min.min(fq.slots.len()) {
+                return Ok(done);
+            }
+            let err = if timeout_ms == 0 {
+                if !self.cv.wait_interruptible(&mut st) {
+                    continue;
+                }
+                signal::interrupted()
+            } else {
+                match self.cv.wait_interruptible_timeout(&mut st, left) {
+                    CondVarTimeoutResult::Woken { jiffies } => {
+                        left = jiffies;
+                        continue;
+                    }
+                    CondVarTimeoutResult::Signal { .. } => signal::interrupted(),
+                    CondVarTimeoutResult::Timeout => ETIMEDOUT,
+                }
+            };
+            if err == ERESTARTSYS {
+                // Task work, no signal: the restarted reap waits for `min` again. Nothing was
+                // consumed (completions are removed only after they are copied out, below the
+                // wait), so the restart is invisible, and no early return shows it either.
+                return Err(err);
+            }
+            let done = st.files.iter().find(|fq| fq.id == id).map_or(0, |fq| {
+                fq.slots.iter().filter(|s| s.status.is_some()).count()
+            });
+            return if done > 0 { Ok(done) } else { Err(err) };
+        }
+    }
+
+    /// Appends (up to the room in `out`) the completions of file `id` in submission order,
+    /// without removing them. With `bound` false (the device is gone) only those whose hold
+    /// unbind already released.
+    pub(crate) fn peek_done(&self, id: u64, out: &mut KVec<Done>, bound: bool) {
+        let st = self.state.lock();
+        let Some(fq) = st.files.iter().find(|fq| fq.id == id) else {
+            return;
+        };
+        for s in fq.slots.iter() {
+            let Some(status) = s.status else { continue };
+            if !bound && s.hold.is_some() {
+                continue;
+            }
+            let d = Done {
+                cookie: s.cookie,
+                status,
+                done: s.done as u64,
+                seq: s.seq,
+            };
+            if out.push_within_capacity(d).is_err() {
+                break;
+            }
+        }
+    }
+
+    /// Removes the reaped completions `done` of file `id`; returns their holds (to be dropped
+    /// by the caller outside the lock, while the device is bound) one at a time through `put`.
+    pub(crate) fn remove_done(&self, id: u64, done: &[Done], mut put: impl FnMut(Hold)) {
+        for d in done {
+            let hold = {
+                let mut st = self.state.lock();
+                let Some(fq) = st.files.iter_mut().find(|fq| fq.id == id) else {
+                    return;
+                };
+                let Some(i) = fq.slots.iter().position(|s| s.seq == d.seq) else {
+                    continue;
+                };
+                match fq.slots.remove(i) {
+                    Ok(mut slot) => slot.hold.take(),
+                    Err(_) => None,
+                }
+            };
+            if let Some(h) = hold {
+                put(h);
+            }
+            // A slot left: the queue has room.
+            self.cv.notify_all();
+        }
+    }
+
+    /// Close of a file: cancels its requests that have not started (`ECANCELED`), waits
+    /// (uninterruptibly; bounded by the watchdog) until its running step finishes, removes
+    /// its queue and drops every hold. Call it while the device is bound.
+    pub(crate) fn detach(&self, id: u64, bar: &Bar0) {
+        {
+            let mut st = self.state.lock();
+            let running = st.running.map(|r| r.seq);
+            let Some(fq) = st.files.iter_mut().find(|fq| fq.id == id) else {
+                return;
+            };
+            fq.closing = true;
+            for slot in fq.slots.iter_mut() {
+                if slot.status.is_none() && Some(slot.seq) != running {
+                    slot.status = Some(ecanceled().to_errno());
+                    ended(&fq.eventfd);
+                }
+            }
+            while st.running.is_some_and(|r| r.file == id) {
+                self.cv.wait(&mut st);
+            }
+        }
+        while let Some(hold) = self.take_hold(Some(id)) {
+            drop(hold);
+        }
+        let fq = {
+            let mut st = self.state.lock();
+            let fq = match st.files.iter().position(|fq| fq.id == id) {
+                Some(i) => st.files.remove(i).ok(),
+                None => None,
+            };
+            self.dispatch(&mut st, bar);
+            fq
+        };
+        // Every hold was released above: this frees only the slot arrays.
+        drop(fq);
+    }
+
+    /// Close of a file after unbind: forgets its queue once unbind released its holds.
+    pub(crate) fn detach_gone(&self, id: u64) {
+        let fq = {
+            let mut st = self.state.lock();
+            let at = st.files.iter().position(|fq| fq.id == id);
+            let released = at
+                .and_then(|i| st.files.get(i))
+                .is_some_and(|fq| fq.slots.iter().all(|s| s.hold.is_none()));
+            match at {
+                Some(i) if released => st.files.remove(i).ok(),
+                _ => None,
+            }
+        };
+        drop(fq);
+    }
+
+    /// Starts the next queued step if the device is free and no synchronous caller waits for
+    /// it: round robin over the files.
+    fn dispatch(&self, st: &mut IrqSpinLockGuard<'_, State>, bar: &Bar0) {
+        self.dispatch_next(st, bar, true);
+    }
+
+    /// [`Engine::dispatch`]; `yield_to_sync`: not while a synchronous caller waits.
+    fn dispatch_next(&self, st: &mut IrqSpinLockGuard<'_, State>, bar: &Bar0, yield_to_sync: bool) {
+        if st.closed || st.busy || st.running.is_some() || (yield_to_sync && st.sync_waiters > 0) {
+            return;
+        }
+        let n = st.files.len();
+        let last = st.files.iter().position(|fq| fq.id == st.last);
+        for k in 0..n {
+            let i = match last {
+                Some(p) => (p + 1 + k) % n,
+                None => k,
+            };
+            let Some(fq) = st.files.get(i) else {
+                return;
+            };
+            if fq.closing {
+                continue;
+            }
+            if let Some(seq) = fq.slots.iter().find(|s| s.status.is_none()).map(|s| s.seq) {
+                let id = fq.id;
+                st.last = id;
+                self.start(st, id, seq, bar);
+                return;
+            }
+        }
+    }
+
+    /// Programs the next command of request `seq` of file `file`.
+    fn start(&self, st: &mut IrqSpinLockGuard<'_, State>, file: u64, seq: u64, bar: &Bar0) {
+        let Some(fq) = st.files.iter_mut().find(|fq| fq.id == file) else {
+            return;
+        };
+        let Some(slot) = fq.slots.iter_mut().find(|s| s.seq == seq) else {
+            return;
+        };
+        let Some(&cmd) = slot.cmds.get(slot.next) else {
+            slot.status = Some(EINVAL.to_errno());
+            ended(&fq.eventfd);
+            self.cv.notify_all();
+            return;
+        };
+        let timeout = Delta::from_millis(slot.timeout_ms.into());
+        if program(
+            bar,
+            cmd.piece,
+            cmd.win_off,
+            cmd.dir,
+            !self.take_dropped_irq(),
+        )
+        .is_err()
+        {
+            // Never programmed: a bad range (not reached: ranges are checked at submit).
+            slot.status = Some(EINVAL.to_errno());
+            ended(&fq.eventfd);
+            self.cv.notify_all();
+            return;
+        }
+        st.running = Some(Running {
+            file,
+            seq,
+            deadline: Instant::now() + timeout,
+        });
+    }
+
+    /// The running queued command ended: `Ok` (its bytes landed), or with the error that ends
+    /// its request (`landed`: whether its bytes count anyway). Continues the request's step,
+    /// finishes it, or moves on to the next file.
+    fn command_done(
+        &self,
+        st: &mut IrqSpinLockGuard<'_, State>,
+        bar: Option<&Bar0>,
+        result: core::result::Result<(), (Error, bool)>,
+    ) {
+        let Some(run) = st.running.take() else {
+            return;
+        };
+        let closed = st.closed;
+        let mut more = None;
+        if let Some(fq) = st.files.iter_mut().find(|fq| fq.id == run.file) {
+            let closing = fq.closing;
+            if let Some(slot) = fq.slots.iter_mut().find(|s| s.seq == run.seq) {
+                let cmd = slot.cmds.get(slot.next).copied();
+                let landed = matches!(result, Ok(()) | Err((_, true)));
+                if let (Some(cmd), true) = (cmd, landed) {
+                    slot.done = slot.done.max(cmd.credit);
+                    self.stats.dma_cmds.add(1, Relaxed);
+                    self.stats.dma_bytes.add(cmd.piece.len as u64, Relaxed);
+                }
+                slot.next += 1;
+                // A step is finished even when the device is going away or the request is
+                // cancelled (a copy chunk's first half alone is wasted work); then it ends.
+                let mid_step = cmd.is_some_and(|c| !c.step_end);
+                let status = match result {
+                    Err((e, _)) => Some(e.to_errno()),
+                    Ok(()) if slot.next >= slot.cmds.len() => Some(0),
+                    Ok(()) if mid_step => None,
+                    Ok(()) if closed => Some(ENODEV.to_errno()),
+                    Ok(()) if closing => Some(ecanceled().to_errno()),
+                    Ok(()) => None,
+                };
+                slot.status = status;
+                if status.is_some() {
+                    ended(&fq.eventfd);
+                }
+                if status.is_none() && mid_step {
+                    more = Some(run.seq);
+                }
+            }
+        }
+        self.cv.notify_all();
+        match (more, bar) {
+            (Some(seq), Some(bar)) => self.start(st, run.file, seq, bar),
+            (None, Some(bar)) => self.dispatch(st, bar),
+            (_, None) => {
+                // No BAR to continue with: the request ends here.
+                if let Some(seq) = more {
+                    if let Some(fq) = st.files.iter_mut().find(|fq| fq.id == run.file) {
+                        if let Some(slot) = fq.slots.iter_mut().find(|s| s.seq == seq) {
+                            slot.status = Some(ENODEV.to_errno());
+                            ended(&fq.eventfd);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The watchdog (hard-IRQ context, every [`WATCHDOG_PERIOD`]): ends the running queued
+    /// command once its timeout passed and the device reads idle (its interrupt was lost:
+    /// `ETIMEDOUT`, the bytes landed; an unplugged device: `ENODEV`), or `IDLE_WAIT` later if
+    /// it never goes idle (`EIO`). `bar` is `None` once BAR0 is revoked.
+    pub(crate) fn watchdog(&self, bar: Option<&Bar0>) {
+        let mut st = self.state.lock();
+        let Some(run) = st.running else {
+            return;
+        };
+        let late = Instant::now() - run.deadline;
+        if late.as_nanos() < 0 {
+            return;
+        }
+        let Some(bar) = bar else {
+            // BAR0 is revoked: the device is unbound (and was quiesced).
+            self.command_done(&mut st, None, Err((ENODEV, false)));
+            return;
+        };
+        if !dma_idle(bar) {
+            if late < IDLE_WAIT {
+                return;
+            }
+            pr_err!("edu_dma: DMA engine stuck; device left busy\n");
+            self.command_done(&mut st, Some(bar), Err((EIO, false)));
+            return;
+        }
+        if bar.read(IDENT).into_raw() == u32::MAX {
+            self.command_done(&mut st, Some(bar), Err((ENODEV, false)));
+            return;
+        }
+        self.stats.timeouts.add(1, Relaxed);
+        self.command_done(&mut st, Some(bar), Err((ETIMEDOUT, true)));
     }
 
     /// Takes one injected fault if any is left; returns whether it did.
@@ -205,7 +898,6 @@ impl Engine {
 /// Exclusive use of the engine and its BAR for a command sequence; released on drop.
 pub(crate) struct EngineHold<'a> {
     engine: &'a Engine,
-    dev: &'a Device<Bound>,
     bar: &'a Bar0,
 }
 
@@ -214,8 +906,15 @@ impl Drop for EngineHold<'_> {
         let mut st = self.engine.state.lock();
         st.busy = false;
         self.engine.cv.notify_all();
+        // The queue waited for this sequence: its next step goes first, even if other
+        // synchronous callers wait (they get the device at that step's end), so neither side
+        // can starve the other.
+        self.engine.dispatch_next(&mut st, self.bar, false);
     }
 }
+
+/// How often the watchdog looks for a queued command whose interrupt is overdue.
+pub(crate) const WATCHDOG_PERIOD: Delta = Delta::from_millis(100);
 
 /// Upper bound on the time the device needs to finish a command once it started.
 // TIMEOUT: edu completes a DMA command 100 ms of virtual time after it starts and computes a
@@ -223,65 +922,6 @@ impl Drop for EngineHold<'_> {
 const IDLE_WAIT: Delta = Delta::from_millis(2000);
 
 impl EngineHold<'_> {
-    /// Runs `pieces` in order through the window starting at offset `win_off`.
-    pub(crate) fn run(
-        &self,
-        pieces: &[Piece],
-        win_off: usize,
-        dir: Dir,
-        timeout_ms: u32,
-    ) -> Result {
-        let mut w = win_off;
-        for &piece in pieces {
-            self.dma(piece, w, dir, timeout_ms)?;
-            w += piece.len;
-        }
-        Ok(())
-    }
-
-    /// Moves one piece between RAM and window offset `win_off`, and waits for the completion
-    /// interrupt.
-    pub(crate) fn dma(&self, piece: Piece, win_off: usize, dir: Dir, timeout_ms: u32) -> Result {
-        let Piece { bus, len } = piece;
-        if len == 0 || len > WINDOW || win_off.checked_add(len).is_none_or(|end| end > WINDOW) {
-            // The driver is the only bounds check edu has: never program a bad range.
-            return Err(EINVAL);
-        }
-        let window = DMA_WINDOW + win_off as u64;
-        let (src, dst) = match dir {
-            Dir::ToDevice => (bus, window),
-            Dir::FromDevice => (window, bus),
-        };
-        let irq = !self.engine.take_dropped_irq();
-        self.engine.state.lock().irq_status &= !IRQ_DMA;
-        let bar = self.bar;
-        bar.write_reg(DMA_SRC::zeroed().with_addr(src));
-        bar.write_reg(DMA_DST::zeroed().with_addr(dst));
-        bar.write_reg(DMA_COUNT::zeroed().with_count(len as u64));
-        bar.write_reg(
-            DMA_CMD::zeroed()
-                .with_start(true)
-                .with_from_device(dir == Dir::FromDevice)
-                .with_irq(irq),
-        );
-
-        if let Err(e) = self.wait_irq(IRQ_DMA, timeout_ms, || dma_idle(bar)) {
-            self.wait_idle()?;
-            // A device that vanished mid-command (surprise removal) reads all-ones.
-            if e == ETIMEDOUT && !self.present() {
-                return Err(ENODEV);
-            }
-            if e == ETIMEDOUT {
-                self.engine.stats.timeouts.add(1, Relaxed);
-            }
-            return Err(e);
-        }
-        let stats = &self.engine.stats;
-        stats.dma_cmds.add(1, Relaxed);
-        stats.dma_bytes.add(len as u64, Relaxed);
-        Ok(())
-    }
-
     /// Computes `n!` (n <= 12) with the device, completed by its interrupt.
     pub(crate) fn factorial(&self, n: u32, timeout_ms: u32) -> Result<u32> {
         if n > 12 {
@@ -329,32 +969,6 @@ impl EngineHold<'_> {
         }
     }
 
-    /// Whether the device still answers (an unplugged one reads all-ones).
-    fn present(&self) -> bool {
-        self.bar.read(IDENT).into_raw() != u32::MAX
-    }
-
-    /// Polls until the device finished its DMA command (uninterruptibly: the memory it targets
-    /// must not be released before). `EIO` if it never does.
-    fn wait_idle(&self) -> Result {
-        if self.poll(dma_idle) {
-            return Ok(());
-        }
-        dev_err!(self.dev, "DMA engine stuck; device left busy\n");
-        Err(EIO)
-    }
-
-    /// Polls `cond` every millisecond for up to [`IDLE_WAIT`].
-    fn poll(&self, cond: impl Fn(&Bar0) -> bool) -> bool {
-        read_poll_timeout(
-            || Ok(cond(self.bar)),
-            |&done| done,
-            Delta::from_millis(1),
-            IDLE_WAIT,
-        )
-        .is_ok()
-    }
-
     /// Polls `cond` busily (no sleep) every 10 us for up to [`IDLE_WAIT`].
     fn poll_busy(&self, cond: impl Fn(&Bar0) -> bool) -> bool {
         const STEP_US: i64 = 10;
@@ -367,6 +981,31 @@ impl EngineHold<'_> {
         )
         .is_ok()
     }
+}
+
+/// Programs one DMA command: `piece` to or from window offset `win_off`, raising the completion
+/// interrupt if `irq`.
+fn program(bar: &Bar0, piece: Piece, win_off: usize, dir: Dir, irq: bool) -> Result {
+    let Piece { bus, len } = piece;
+    if len == 0 || len > WINDOW || win_off.checked_add(len).is_none_or(|end| end > WINDOW) {
+        // The driver is the only bounds check edu has: never program a bad range.
+        return Err(EINVAL);
+    }
+    let window = DMA_WINDOW + win_off as u64;
+    let (src, dst) = match dir {
+        Dir::ToDevice => (bus, window),
+        Dir::FromDevice => (window, bus),
+    };
+    bar.write_reg(DMA_SRC::zeroed().with_addr(src));
+    bar.write_reg(DMA_DST::zeroed().with_addr(dst));
+    bar.write_reg(DMA_COUNT::zeroed().with_count(len as u64));
+    bar.write_reg(
+        DMA_CMD::zeroed()
+            .with_start(true)
+            .with_from_device(dir == Dir::FromDevice)
+            .with_irq(irq),
+    );
+    Ok(())
 }
 
 /// Whether no DMA command runs (an unplugged device reads all-ones and counts as idle: it cannot

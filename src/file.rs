@@ -12,6 +12,13 @@
 //! USER_XFER repeat the same transfer, COPY copies again from the start (its `done` is reset), and
 //! read/write restart only when no byte moved (after progress they return the count, as for any
 //! error).
+//!
+//! The queue: `SUBMIT` parses each request into a typed transfer (the same checks as the
+//! synchronous ioctls), `xfer` builds its commands and hold, and the engine queues it on the
+//! file's queue (created at the first submit); `REAP` waits for and copies out completions;
+//! `poll` reports them (`POLLIN`) and room (`POLLOUT`). Close cancels the file's requests. A
+//! signal never ends a queued request: only the waits of `REAP` (`EINTR`, or `ERESTARTSYS` for
+//! task work, when no completion is waiting).
 
 use kernel::{
     fs::{
@@ -44,7 +51,13 @@ use kernel::{
     },
     prelude::*,
     sync::{
-        atomic::Relaxed,
+        atomic::{
+            Acquire,
+            Atomic,
+            Relaxed,
+            Release, //
+        },
+        poll::PollTable,
         Arc,
         Mutex, //
     },
@@ -68,7 +81,10 @@ use crate::{
         IrqMode,
         Live, //
     },
-    engine::Dir,
+    engine::{
+        Dir,
+        Done, //
+    },
     export::{
         self,
         Access, //
@@ -77,8 +93,10 @@ use crate::{
         cred,
         dma::Owner,
         dmabuf::DmaBuf,
+        eventfd::EventFd,
         gup::Pinned,
         misc::{
+            poll_mask,
             Fops,
             MiscNode,
             NodeFile, //
@@ -122,7 +140,12 @@ uapi_bytes!(
     EduDmaXfer,
     EduDmaUserXfer,
     EduDmaCopy,
-    EduDmaFault
+    EduDmaFault,
+    EduDmaReq,
+    EduDmaSubmit,
+    EduDmaCqe,
+    EduDmaReap,
+    EduDmaSetEventfd
 );
 
 /// The `file_operations` of every `/dev/edu-dma<N>`.
@@ -135,6 +158,28 @@ unsafe impl NodeFile for EduFile {
 
     fn fops() -> &'static Fops {
         &FOPS
+    }
+
+    /// A file that never submitted is a plain node: `read`/`write` of the window never wait for
+    /// data (only for the device), so it is readable and writable, like a regular file. That is
+    /// also what io_uring's `READ`/`WRITE` of the node ask before they issue (without `POLLIN`
+    /// io_uring would wait for it before reading, forever). Once the file submitted, `POLLIN`
+    /// means a completion of its queue waits.
+    fn poll(me: Pin<&EduFile>, file: &File, table: &PollTable<'_>) -> u32 {
+        table.register_wait(file, me.edu.engine.poll_cv());
+        let id = me.qid.load(Relaxed);
+        let r = me.edu.engine.readiness((id != 0).then_some(id));
+        let mut mask = 0;
+        if r.done > 0 || (id == 0 && !r.gone) {
+            mask |= poll_mask::IN;
+        }
+        if r.room {
+            mask |= poll_mask::OUT;
+        }
+        if r.gone {
+            mask |= poll_mask::HUP;
+        }
+        mask
     }
 }
 
@@ -161,6 +206,11 @@ pub(crate) struct EduFile {
     edu: Arc<EduDevice>,
     #[pin]
     bufs: Mutex<Bufs>,
+    /// The id of the file's queue in the engine (0: none yet).
+    qid: Atomic<u64>,
+    /// Serialises creating the queue and reaping it (a reap copies out, then removes).
+    #[pin]
+    queue: Mutex<()>,
 }
 
 // The uapi, parsed: below this file no uapi integer travels.
@@ -233,6 +283,20 @@ fn user_range(addr: u64, len: u64) -> Result<(usize, usize)> {
 #[pinned_drop]
 impl PinnedDrop for EduFile {
     fn drop(self: Pin<&mut Self>) {
+        // The queue first: its requests hold buffer references, pins and mappings.
+        let id = self.qid.load(Acquire);
+        if id != 0
+            && self
+                .edu
+                .bound(|live| {
+                    live.detach(id);
+                    Ok(())
+                })
+                .is_err()
+        {
+            // Unbind released (or is releasing) the holds; forget what is left.
+            self.edu.engine.detach_gone(id);
+        }
         // Out of the lock first: a buffer's last drop releases DMA memory and mappings.
         let (live, zombies) = {
             let mut bufs = self.bufs.lock();
@@ -450,7 +514,7 @@ impl EduFile {
         let tmo = self.timeout(req.timeout_ms);
         self.edu.bound(|live| {
             let pinned = userpages::pin(addr, len, dir)?;
-            xfer::pinned_xfer(live, pinned, win, dir, tmo)
+            xfer::pinned_xfer(live, pinned, win, dir, tmo).1
         })
     }
 
@@ -519,6 +583,204 @@ impl EduFile {
         Ok(())
     }
 
+    /// The file's queue id, creating the queue at the first call.
+    fn queue_id(&self) -> Result<u64> {
+        // Without the lock when it exists: a reaper may hold the lock while it waits.
+        let id = self.qid.load(Acquire);
+        if id != 0 {
+            return Ok(id);
+        }
+        let _guard = self.queue.lock();
+        let id = self.qid.load(Acquire);
+        if id != 0 {
+            return Ok(id);
+        }
+        let depth = self.edu.params.queue_depth;
+        let id = self.edu.bound(|_| self.edu.engine.attach(depth))?;
+        // Release: whoever sees the id finds the queue in the engine.
+        self.qid.store(id, Release);
+        Ok(id)
+    }
+
+    /// `EDU_DMA_IOC_SUBMIT`: queues requests in order; returns how many.
+    fn submit(&self, req: &EduDmaSubmit) -> Result<isize> {
+        if req.count == 0 || req.flags != 0 {
+            return Err(EINVAL);
+        }
+        let count = req.count as usize;
+        let bytes = count.checked_mul(size_of::<EduDmaReq>()).ok_or(EINVAL)?;
+        let addr = usize::try_from(req.reqs).map_err(|_| EFAULT)?;
+        let id = self.queue_id()?;
+        let mut reader = UserSlice::new(UserPtr::from_addr(addr), bytes).reader();
+        let mut queued = 0isize;
+        for _ in 0..count {
+            let one = reader
+                .read::<EduDmaReq>()
+                .and_then(|r| self.submit_one(id, &r));
+            match one {
+                Ok(()) => queued += 1,
+                Err(e) if queued == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(queued)
+    }
+
+    /// Parses, builds and queues one request.
+    fn submit_one(&self, id: u64, r: &EduDmaReq) -> Result {
+        if r.reserved != 0 {
+            return Err(EINVAL);
+        }
+        let tmo = self.timeout(r.timeout_ms);
+        let cookie = r.cookie;
+        let room = || {
+            if self.edu.engine.readiness(Some(id)).room {
+                Ok(())
+            } else {
+                Err(EAGAIN)
+            }
+        };
+        match r.op {
+            EDU_DMA_OP_XFER => {
+                let dir = direction(r.flags)?;
+                if r.dst != 0 || r.dst_handle != 0 {
+                    return Err(EINVAL);
+                }
+                let count = u32::try_from(r.len).map_err(|_| EINVAL)?;
+                let (win, count) = window_range(r.win_offset, count)?;
+                let (off, _) = self.check_buffer(r.handle, r.addr, count as u64)?;
+                self.edu.bound(|live| {
+                    room()?;
+                    let buf = self.buffer(r.handle)?;
+                    let q = xfer::queued_buffer_xfer(buf, off, win, count, dir, cookie, tmo)?;
+                    live.submit(id, q)
+                })
+            }
+            EDU_DMA_OP_USER_XFER => {
+                let dir = direction(r.flags)?;
+                if r.dst != 0 || r.handle != 0 || r.dst_handle != 0 {
+                    return Err(EINVAL);
+                }
+                let count = u32::try_from(r.len).map_err(|_| EINVAL)?;
+                let (addr, len) = user_range(r.addr, r.len)?;
+                let (win, _) = window_range(r.win_offset, count)?;
+                self.edu.bound(|live| {
+                    room()?;
+                    let q = xfer::queued_user_xfer(live, addr, len, win, dir, cookie, tmo)?;
+                    live.submit(id, q)
+                })
+            }
+            EDU_DMA_OP_COPY => {
+                let (src_buf, dst_buf) = (
+                    r.flags & EDU_DMA_COPY_SRC_BUF != 0,
+                    r.flags & EDU_DMA_COPY_DST_BUF != 0,
+                );
+                if r.flags & !(EDU_DMA_COPY_SRC_BUF | EDU_DMA_COPY_DST_BUF) != 0
+                    || r.len == 0
+                    || r.win_offset != 0
+                    || (!src_buf && r.handle != 0)
+                    || (!dst_buf && r.dst_handle != 0)
+                {
+                    return Err(EINVAL);
+                }
+                let max = xfer::queued_copy_max(self.edu.params.pin_pages);
+                if r.len > max as u64 {
+                    return Err(E2BIG);
+                }
+                let src = self.side(r.addr, r.len, src_buf, r.handle)?;
+                let dst = self.side(r.dst, r.len, dst_buf, r.dst_handle)?;
+                let len = usize::try_from(r.len).map_err(|_| E2BIG)?;
+                self.edu.bound(|live| {
+                    room()?;
+                    let (src, dst) = (self.resolve(src)?, self.resolve(dst)?);
+                    let q = xfer::queued_copy(live, src, dst, len, cookie, tmo)?;
+                    live.submit(id, q)
+                })
+            }
+            _ => Err(EINVAL),
+        }
+    }
+
+    /// `EDU_DMA_IOC_SET_EVENTFD`: the eventfd signalled per completion of this file's queue
+    /// (`fd` -1: none), which the queue (created now if need be) holds until replaced, removed
+    /// or the file is closed.
+    fn set_eventfd(&self, r: &EduDmaSetEventfd) -> Result {
+        if r.flags != 0 {
+            return Err(EINVAL);
+        }
+        let mut eventfd = match r.fd {
+            -1 => None,
+            fd if fd < 0 => return Err(EBADF),
+            fd => Some(EventFd::from_fd(fd)?),
+        };
+        let id = self.queue_id()?;
+        let ret = self
+            .edu
+            .bound(|_| self.edu.engine.set_eventfd(id, &mut eventfd));
+        // The replaced one (or, on error, the new one): outside the engine lock.
+        drop(eventfd);
+        ret
+    }
+
+    /// `EDU_DMA_IOC_REAP`: waits for and copies out completions; returns how many.
+    fn reap(&self, r: &EduDmaReap) -> Result<isize> {
+        if r.max == 0 || r.min > r.max || r.flags & !EDU_DMA_REAP_NONBLOCK != 0 {
+            return Err(EINVAL);
+        }
+        let nonblock = r.flags & EDU_DMA_REAP_NONBLOCK != 0;
+        let addr = usize::try_from(r.cqes).map_err(|_| EFAULT)?;
+        let _guard = self.queue.lock();
+        let id = self.qid.load(Acquire);
+        if id == 0 {
+            return if nonblock { Err(EAGAIN) } else { Ok(0) };
+        }
+        let engine = &self.edu.engine;
+        if !nonblock {
+            engine.wait_done(id, r.min as usize, r.timeout_ms)?;
+        }
+        let max = (r.max as usize).min(self.edu.params.queue_depth);
+        let mut got = KVec::with_capacity(max, GFP_KERNEL)?;
+        let out = |got: &KVec<Done>| -> Result {
+            let mut writer =
+                UserSlice::new(UserPtr::from_addr(addr), got.len() * size_of::<EduDmaCqe>())
+                    .writer();
+            for d in got.iter() {
+                writer.write(&EduDmaCqe {
+                    cookie: d.cookie,
+                    status: d.status,
+                    reserved: 0,
+                    done: d.done,
+                })?;
+            }
+            Ok(())
+        };
+        // Copied out first, removed after: an unwritable array loses no completion. Holds are
+        // dropped inside `bound`; once the device is gone, unbind released them.
+        let mut entered = false;
+        let ret = self.edu.bound(|_| {
+            entered = true;
+            engine.peek_done(id, &mut got, true);
+            out(&got)?;
+            engine.remove_done(id, &got, drop);
+            Ok(())
+        });
+        if !entered {
+            engine.wait_released()?;
+            engine.peek_done(id, &mut got, false);
+            if got.is_empty() {
+                return Err(ENODEV);
+            }
+            out(&got)?;
+            engine.remove_done(id, &got, drop);
+        } else {
+            ret?;
+        }
+        if got.is_empty() && nonblock {
+            return Err(EAGAIN);
+        }
+        Ok(got.len() as isize)
+    }
+
     /// DMA between the window at `*pos` and `total` bytes of an I/O iterator, whose pages
     /// `next(live, max_len)` extracts (pinning user memory) two pages at a time. An error after
     /// some bytes moved (a signal, or task work: `ERESTARTSYS`, included) is a short count: a
@@ -540,8 +802,10 @@ impl EduFile {
                 if n == 0 {
                     break;
                 }
-                xfer::pinned_xfer(live, pinned, start + done, dir, tmo)?;
-                done += n;
+                // Exact: bytes that landed count even when the transfer failed part way.
+                let (landed, ret) = xfer::pinned_xfer(live, pinned, start + done, dir, tmo);
+                done += landed.min(n);
+                ret?;
             }
             Ok(())
         });
@@ -590,6 +854,8 @@ impl MiscDevice for EduFile {
             try_pin_init!(EduFile {
                 edu,
                 bufs <- new_mutex!(Bufs { live: KVec::new(), zombies: KVec::new(), next: 1 }, "EduFile::bufs"),
+                qid: Atomic::new(0),
+                queue <- new_mutex!((), "EduFile::queue"),
             }),
             GFP_KERNEL,
         )
@@ -665,6 +931,21 @@ impl MiscDevice for EduFile {
             EDU_DMA_IOC_USER_XFER => with_arg(arg, Out::Never, |r| me.user_xfer(r)),
             EDU_DMA_IOC_COPY => with_arg(arg, Out::Always, |r| me.copy(r)),
             EDU_DMA_IOC_FAULT => with_arg(arg, Out::Never, |r| me.fault(r)),
+            EDU_DMA_IOC_SUBMIT => {
+                let req: EduDmaSubmit =
+                    UserSlice::new(UserPtr::from_addr(arg), size_of::<EduDmaSubmit>())
+                        .reader()
+                        .read()?;
+                me.submit(&req)
+            }
+            EDU_DMA_IOC_REAP => {
+                let req: EduDmaReap =
+                    UserSlice::new(UserPtr::from_addr(arg), size_of::<EduDmaReap>())
+                        .reader()
+                        .read()?;
+                me.reap(&req)
+            }
+            EDU_DMA_IOC_SET_EVENTFD => with_arg(arg, Out::Never, |r| me.set_eventfd(r)),
             _ => Err(ENOTTY),
         }
     }

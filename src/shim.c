@@ -3,11 +3,12 @@
  * C shim for edu_dma.ko: kernel APIs that exist only as static inlines (or macros) and have no
  * rust/helpers wrapper in Linux 7.2, so Rust cannot reach them through `kernel::bindings`.
  * Each function is a one-line forwarder; the leaf of src/raw/ that needs it declares it and is
- * its only user (dma.rs, dmabuf.rs, gup.rs, pci.rs, signal.rs).
+ * its only user (dma.rs, dmabuf.rs, gup.rs, irqlock.rs, pci.rs, signal.rs).
  */
 #include <linux/dma-mapping.h>
 #include <linux/pci.h>
 #include <linux/sched/signal.h>
+#include <linux/spinlock.h>
 #include <linux/uio.h>
 
 int edu_dma_mapping_error(struct device *dev, dma_addr_t addr);
@@ -73,4 +74,26 @@ int edu_pci_domain_nr(struct pci_dev *pdev)
 int edu_task_sigpending(struct task_struct *p)
 {
 	return task_sigpending(p);
+}
+
+unsigned long edu_spin_lock_irqsave(spinlock_t *lock);
+int edu_spin_trylock_irqsave(spinlock_t *lock, unsigned long *flags);
+void edu_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags);
+
+unsigned long edu_spin_lock_irqsave(spinlock_t *lock)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(lock, flags);
+	return flags;
+}
+
+int edu_spin_trylock_irqsave(spinlock_t *lock, unsigned long *flags)
+{
+	return spin_trylock_irqsave(lock, *flags);
+}
+
+void edu_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags)
+{
+	spin_unlock_irqrestore(lock, flags);
 }

@@ -238,6 +238,95 @@ pub struct EduDmaFault {
     pub flags: u32,
 }
 
+/// `edu_dma_req.op`: buffer <-> window.
+pub const EDU_DMA_OP_XFER: u32 = 1;
+/// `edu_dma_req.op`: user memory <-> window.
+pub const EDU_DMA_OP_USER_XFER: u32 = 2;
+/// `edu_dma_req.op`: RAM -> window -> RAM.
+pub const EDU_DMA_OP_COPY: u32 = 3;
+/// `edu_dma_reap.flags`: do not wait.
+pub const EDU_DMA_REAP_NONBLOCK: u32 = 1;
+
+/// `struct edu_dma_req`: one queued request.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EduDmaReq {
+    /// Returned in the completion.
+    pub cookie: u64,
+    /// `EDU_DMA_OP_*`.
+    pub op: u32,
+    /// Direction (transfers) or `EDU_DMA_COPY_*` (copy).
+    pub flags: u32,
+    /// Buffer offset, user address, or copy source.
+    pub addr: u64,
+    /// Copy destination.
+    pub dst: u64,
+    /// Bytes.
+    pub len: u64,
+    /// Buffer handle (transfer) or copy source handle.
+    pub handle: u32,
+    /// Copy destination handle.
+    pub dst_handle: u32,
+    /// Offset in the window (transfers).
+    pub win_offset: u32,
+    /// Per-command timeout, 0 for the default.
+    pub timeout_ms: u32,
+    /// Must be 0.
+    pub reserved: u64,
+}
+
+/// `struct edu_dma_submit`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EduDmaSubmit {
+    /// User pointer to `count` requests.
+    pub reqs: u64,
+    /// Number of requests.
+    pub count: u32,
+    /// Must be 0.
+    pub flags: u32,
+}
+
+/// `struct edu_dma_cqe`: one completion.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EduDmaCqe {
+    /// The request's cookie.
+    pub cookie: u64,
+    /// 0 or a negative errno.
+    pub status: i32,
+    /// 0.
+    pub reserved: u32,
+    /// Bytes that landed.
+    pub done: u64,
+}
+
+/// `struct edu_dma_reap`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EduDmaReap {
+    /// User pointer to `max` completions.
+    pub cqes: u64,
+    /// Room in `cqes`.
+    pub max: u32,
+    /// Completions to wait for.
+    pub min: u32,
+    /// Timeout of the wait, 0 for none.
+    pub timeout_ms: u32,
+    /// `EDU_DMA_REAP_*`.
+    pub flags: u32,
+}
+
+/// `struct edu_dma_set_eventfd`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EduDmaSetEventfd {
+    /// An eventfd, or -1 to remove the file's.
+    pub fd: i32,
+    /// 0.
+    pub flags: u32,
+}
+
 const IOC_WRITE: u32 = 1;
 const IOC_READ: u32 = 2;
 
@@ -288,3 +377,10 @@ pub const EDU_DMA_IOC_COPY: u32 = ioc(
 );
 /// `EDU_DMA_IOC_FAULT`.
 pub const EDU_DMA_IOC_FAULT: u32 = ioc(IOC_WRITE, 0x30, core::mem::size_of::<EduDmaFault>());
+/// `EDU_DMA_IOC_SUBMIT`.
+pub const EDU_DMA_IOC_SUBMIT: u32 = ioc(IOC_WRITE, 0x40, core::mem::size_of::<EduDmaSubmit>());
+/// `EDU_DMA_IOC_REAP`.
+pub const EDU_DMA_IOC_REAP: u32 = ioc(IOC_WRITE, 0x41, core::mem::size_of::<EduDmaReap>());
+/// `EDU_DMA_IOC_SET_EVENTFD`.
+pub const EDU_DMA_IOC_SET_EVENTFD: u32 =
+    ioc(IOC_WRITE, 0x42, core::mem::size_of::<EduDmaSetEventfd>());

@@ -6,13 +6,22 @@
 //! Each transfer is validated by the caller, turned into device pieces (`Buffer::pieces`,
 //! `UserDma::pieces`) and run on the engine; pins and mappings are released when the function
 //! returns, after the engine is idle.
+//!
+//! The `queued_*` functions build the same transfers as queued requests instead: the commands,
+//! computed at submit, and the hold that keeps their memory pinned and mapped (or the buffer
+//! referenced) until the request is reaped or cancelled.
 
 use kernel::{page::PAGE_SIZE, prelude::*, sync::Arc};
 
 use crate::{
     buffer::Buffer,
     device::Live,
-    engine::Dir,
+    engine::{
+        Cmd,
+        Dir,
+        Hold,
+        Request, //
+    },
     raw::{
         gup::Pinned,
         signal, //
@@ -44,22 +53,30 @@ pub(crate) fn buffer_xfer(
 ) -> Result {
     let mut pieces = KVec::new();
     buf.pieces(offset, count, &mut pieces)?;
-    live.engine()?.run(&pieces, win_off, dir, timeout_ms)
+    live.run_sync(xfer_cmds(&pieces, win_off, dir)?, timeout_ms)
+        .1
 }
 
 /// Zero-copy transfer between pinned memory and the window at `win_off` (range already
-/// validated); the mapping is undone and the pins released when this returns.
+/// validated); the mapping is undone and the pins released when this returns. Returns the bytes
+/// that landed (from the start of the memory, exact also when the transfer failed) and the
+/// result.
 pub(crate) fn pinned_xfer(
     live: &Live<'_>,
     pinned: Pinned<'_>,
     win_off: usize,
     dir: Dir,
     timeout_ms: u32,
-) -> Result {
-    let dma = UserDma::map(live.dev, pinned, dir)?;
-    let mut pieces = KVec::new();
-    dma.pieces(&mut pieces)?;
-    live.engine()?.run(&pieces, win_off, dir, timeout_ms)
+) -> (usize, Result) {
+    let run = || {
+        let dma = UserDma::map(live.dev, pinned, dir)?;
+        let mut pieces = KVec::new();
+        dma.pieces(&mut pieces)?;
+        // `dma` (the pins and the mapping) lives until the request is over: it drops (unmap,
+        // then unpin) when this closure returns, after the engine is done with it.
+        Ok(live.run_sync(xfer_cmds(&pieces, win_off, dir)?, timeout_ms))
+    };
+    run().unwrap_or_else(|e| (0, Err(e)))
 }
 
 /// One side of a copy: user memory or a buffer (ranges already checked).
@@ -108,8 +125,8 @@ pub(crate) struct CopyJob {
 
 impl CopyJob {
     /// Copies `len` bytes from `src` to `dst` through the device window, one pin window at a
-    /// time, one window step (chunk) per engine hold. Stops early (with the count so far in
-    /// `done`) on the first error or a pending signal.
+    /// time (one synchronous request each, a window step per turn on the device). Stops early
+    /// (with the bytes that landed in `done`) on the first error or a signal.
     ///
     /// Interrupted by task work only (no real signal), it fails with `ERESTARTSYS`
     /// ([`signal::interrupted`]): the restarted ioctl copies again from the start, which writes
@@ -120,35 +137,171 @@ impl CopyJob {
         let mut src_pieces = KVec::new();
         let mut dst_pieces = KVec::new();
         while *done < self.len {
+            if kernel::current!().signal_pending() {
+                return Err(signal::interrupted());
+            }
             let n = step.min(self.len - *done);
             src_pieces.clear();
             dst_pieces.clear();
+            // Pinned and mapped until the request is over.
             let _src_hold = self
                 .src
                 .window(live, *done, n, Dir::ToDevice, &mut src_pieces)?;
             let _dst_hold = self
                 .dst
                 .window(live, *done, n, Dir::FromDevice, &mut dst_pieces)?;
-            let (mut src, mut dst) = (&src_pieces[..], &dst_pieces[..]);
-            let mut off = 0;
-            while off < n {
-                let chunk = WINDOW.min(n - off);
-                if kernel::current!().signal_pending() {
-                    return Err(signal::interrupted());
-                }
-                // Both sides were split at the same window steps: a chunk is whole pieces.
-                let si = split::chunk_pieces(src, chunk).ok_or(EINVAL)?;
-                let di = split::chunk_pieces(dst, chunk).ok_or(EINVAL)?;
-                let ((s, s_rest), (d, d_rest)) = (src.split_at(si), dst.split_at(di));
-                // One engine hold for both halves: nobody else may use the window in between.
-                let engine = live.engine()?;
-                engine.run(s, 0, Dir::ToDevice, self.timeout_ms)?;
-                engine.run(d, 0, Dir::FromDevice, self.timeout_ms)?;
-                (src, dst) = (s_rest, d_rest);
-                off += chunk;
-                *done += chunk;
-            }
+            let cmds = copy_cmds(&src_pieces, &dst_pieces, n)?;
+            let (landed, ret) = live.run_sync(cmds, self.timeout_ms);
+            *done += landed;
+            ret?;
         }
         Ok(())
     }
+}
+
+/// The commands of a transfer of `pieces` at consecutive window offsets from `win_off`: one
+/// step (nobody else's command runs in between).
+fn xfer_cmds(pieces: &[Piece], win_off: usize, dir: Dir) -> Result<KVec<Cmd>> {
+    let mut cmds = KVec::with_capacity(pieces.len(), GFP_KERNEL)?;
+    let (mut w, mut credit) = (win_off, 0);
+    for (i, &piece) in pieces.iter().enumerate() {
+        credit += piece.len;
+        cmds.push(
+            Cmd {
+                piece,
+                win_off: w,
+                dir,
+                credit,
+                step_end: i + 1 == pieces.len(),
+            },
+            GFP_KERNEL,
+        )?;
+        w += piece.len;
+    }
+    if cmds.is_empty() {
+        return Err(EINVAL);
+    }
+    Ok(cmds)
+}
+
+/// The commands of a copy of `len` bytes from `src_pieces` to `dst_pieces` (split at the same
+/// window steps): one step per window chunk, both halves of a chunk back to back (nobody else
+/// uses the window in between). A chunk's bytes count as its second half's pieces complete.
+fn copy_cmds(src_pieces: &[Piece], dst_pieces: &[Piece], len: usize) -> Result<KVec<Cmd>> {
+    let mut cmds = KVec::with_capacity(src_pieces.len() + dst_pieces.len(), GFP_KERNEL)?;
+    let (mut s, mut d) = (src_pieces, dst_pieces);
+    let mut off = 0;
+    while off < len {
+        let chunk = WINDOW.min(len - off);
+        // Both sides were split at the same window steps: a chunk is whole pieces.
+        let si = split::chunk_pieces(s, chunk).ok_or(EINVAL)?;
+        let di = split::chunk_pieces(d, chunk).ok_or(EINVAL)?;
+        let ((sc, s_rest), (dc, d_rest)) = (s.split_at(si), d.split_at(di));
+        let mut w = 0;
+        for &piece in sc {
+            let cmd = Cmd {
+                piece,
+                win_off: w,
+                dir: Dir::ToDevice,
+                credit: off,
+                step_end: false,
+            };
+            cmds.push(cmd, GFP_KERNEL)?;
+            w += piece.len;
+        }
+        let mut w = 0;
+        for (j, &piece) in dc.iter().enumerate() {
+            let cmd = Cmd {
+                piece,
+                win_off: w,
+                dir: Dir::FromDevice,
+                credit: off + w + piece.len,
+                step_end: j + 1 == dc.len(),
+            };
+            cmds.push(cmd, GFP_KERNEL)?;
+            w += piece.len;
+        }
+        (s, d) = (s_rest, d_rest);
+        off += chunk;
+    }
+    if cmds.is_empty() {
+        return Err(EINVAL);
+    }
+    Ok(cmds)
+}
+
+/// A queued [`buffer_xfer`]; the request holds a reference to `buf`.
+pub(crate) fn queued_buffer_xfer(
+    buf: Arc<Buffer>,
+    offset: usize,
+    win_off: usize,
+    count: usize,
+    dir: Dir,
+    cookie: u64,
+    timeout_ms: u32,
+) -> Result<Request> {
+    let mut pieces = KVec::new();
+    buf.pieces(offset, count, &mut pieces)?;
+    let cmds = xfer_cmds(&pieces, win_off, dir)?;
+    let hold: Hold = KBox::new(buf, GFP_KERNEL)?;
+    Ok(Request {
+        cookie,
+        cmds,
+        timeout_ms,
+        hold: Some(hold),
+    })
+}
+
+/// A queued zero-copy transfer of `[addr, addr + len)` of the current process (ranges already
+/// validated): pinned and mapped now, released with the request.
+pub(crate) fn queued_user_xfer(
+    live: &Live<'_>,
+    addr: usize,
+    len: usize,
+    win_off: usize,
+    dir: Dir,
+    cookie: u64,
+    timeout_ms: u32,
+) -> Result<Request> {
+    let dma = UserDma::map(live.dev, userpages::pin(addr, len, dir)?, dir)?;
+    let mut pieces = KVec::new();
+    dma.pieces(&mut pieces)?;
+    let cmds = xfer_cmds(&pieces, win_off, dir)?;
+    let hold: Hold = KBox::new(dma, GFP_KERNEL)?;
+    Ok(Request {
+        cookie,
+        cmds,
+        timeout_ms,
+        hold: Some(hold),
+    })
+}
+
+/// The longest queued copy: one pin window (both sides are pinned whole at submit).
+pub(crate) fn queued_copy_max(pin_pages: usize) -> usize {
+    split::copy_step(pin_pages, PAGE_SIZE)
+}
+
+/// A queued copy of `len` bytes (ranges already checked, `len` at most [`queued_copy_max`]):
+/// both sides pinned and mapped now; one step per window chunk, both halves of a chunk back to
+/// back. A chunk's bytes count as its second half's pieces complete.
+pub(crate) fn queued_copy(
+    live: &Live<'_>,
+    src: Side,
+    dst: Side,
+    len: usize,
+    cookie: u64,
+    timeout_ms: u32,
+) -> Result<Request> {
+    let mut src_pieces = KVec::new();
+    let mut dst_pieces = KVec::new();
+    let src_hold = src.window(live, 0, len, Dir::ToDevice, &mut src_pieces)?;
+    let dst_hold = dst.window(live, 0, len, Dir::FromDevice, &mut dst_pieces)?;
+    let cmds = copy_cmds(&src_pieces, &dst_pieces, len)?;
+    let hold: Hold = KBox::new((src, dst, src_hold, dst_hold), GFP_KERNEL)?;
+    Ok(Request {
+        cookie,
+        cmds,
+        timeout_ms,
+        hold: Some(hold),
+    })
 }

@@ -341,6 +341,10 @@ impl<'a> SgMap<'a> {
     }
 }
 
+// SAFETY: the table is owned by the value and only read through `&self`; unmapping and freeing it
+// (`dma_unmap_sgtable`, `sg_free_table`) may happen on any thread, and `Pinned` is `Send`.
+unsafe impl Send for SgMap<'_> {}
+
 impl Drop for SgMap<'_> {
     fn drop(&mut self) {
         // SAFETY: by the type invariant the table is mapped for `dev` in `dir`; it is unmapped

@@ -177,6 +177,10 @@ impl<'a> Pinned<'a> {
     }
 }
 
+// SAFETY: the page pointers are references the value owns (pins) or borrows for `'a`; releasing
+// pins (`unpin_user_pages_dirty_lock`) may happen on any thread.
+unsafe impl Send for Pinned<'_> {}
+
 impl Drop for Pinned<'_> {
     fn drop(&mut self) {
         if self.pinned && !self.pages.is_empty() {

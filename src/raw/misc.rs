@@ -12,6 +12,10 @@
 //! Like `kernel::miscdevice`, the `file_operations` are built per file type ([`Fops::new`]);
 //! each node carries a value of the type's [`NodeFile::Data`], which `open` reads back with
 //! [`MiscNode::data_of`].
+//!
+//! 7.2 gap: `MiscDevice` has no `poll` hook (`kernel::sync::poll::PollTable` exists, but nothing
+//! hands one to a driver); [`Fops::new`] adds `.poll`, calling [`NodeFile::poll`]. Upstream home:
+//! a `poll` method of the `MiscDevice` vtable.
 
 use core::marker::PhantomData;
 use kernel::{
@@ -21,6 +25,7 @@ use kernel::{
         Bound, //
     },
     error::to_result,
+    fs::File,
     miscdevice::{
         MiscDevice,
         MiscDeviceOptions,
@@ -28,14 +33,28 @@ use kernel::{
     },
     prelude::*,
     str::CString,
-    types::Opaque,
+    sync::poll::PollTable,
+    types::{
+        ForeignOwnable,
+        Opaque, //
+    },
     ThisModule,
 };
 
 use super::raw_dev;
 
-/// The `file_operations` of one file type: the Rust misc vtable of the type, with `owner` and
-/// `llseek` set.
+/// `poll` readiness bits (`linux/poll.h`), for [`NodeFile::poll`].
+pub(crate) mod poll_mask {
+    /// Readable (with `RDNORM`).
+    pub(crate) const IN: u32 = kernel::bindings::POLLIN | kernel::bindings::POLLRDNORM;
+    /// Writable (with `WRNORM`).
+    pub(crate) const OUT: u32 = kernel::bindings::POLLOUT | kernel::bindings::POLLWRNORM;
+    /// Hung up.
+    pub(crate) const HUP: u32 = kernel::bindings::POLLHUP;
+}
+
+/// The `file_operations` of one file type: the Rust misc vtable of the type, with `owner`,
+/// `llseek` and `poll` set.
 pub(crate) struct Fops(bindings::file_operations);
 
 // SAFETY: a `Fops` is immutable once built; the VFS only reads it.
@@ -43,15 +62,41 @@ unsafe impl Sync for Fops {}
 
 impl Fops {
     /// The operations of file type `T`, owned by `module` (open files pin the module).
-    pub(crate) const fn new<T: MiscDevice>(module: &'static ThisModule) -> Self {
+    pub(crate) const fn new<T: NodeFile>(module: &'static ThisModule) -> Self {
         Self(bindings::file_operations {
             owner: module.as_ptr(),
             llseek: Some(bindings::default_llseek),
+            poll: Some(poll::<T>),
             // SAFETY: `into_raw` returns a `miscdevice` whose `fops` points to the `'static`
             // vtable of `T`, valid for reads.
             ..unsafe { *MiscDeviceOptions { name: c"" }.into_raw::<T>().fops }
         })
     }
+}
+
+/// `file_operations.poll` of `T`.
+///
+/// # Safety
+///
+/// `file` is an open file of type `T` (its operations are `T::fops()`), and `table` is null or a
+/// valid poll table, for the duration of the call.
+unsafe extern "C" fn poll<T: NodeFile>(
+    file: *mut bindings::file,
+    table: *mut bindings::poll_table,
+) -> bindings::__poll_t {
+    // SAFETY: `file` is an open file (the caller's requirement): its private data may be read.
+    let private = unsafe { (*file).private_data };
+    // SAFETY: the misc vtable's `open` stored a `T::Ptr` there with `into_foreign`, and `release`
+    // (which takes it back) cannot run while a file operation is in progress.
+    let me = unsafe { <T::Ptr as ForeignOwnable>::borrow(private) };
+    // SAFETY:
+    // * `file` is valid for the duration of this call (the caller's requirement).
+    // * `poll` runs with no `fdget_pos` region of this file on this thread.
+    let file = unsafe { File::from_raw_file(file) };
+    // SAFETY: `table` is null or valid for the duration of this call (the caller's requirement),
+    // which the returned value does not outlive.
+    let table = unsafe { PollTable::from_raw(table) };
+    T::poll(me, file, &table)
 }
 
 /// A file type served through [`MiscNode`]s.
@@ -67,6 +112,14 @@ pub(crate) unsafe trait NodeFile: MiscDevice + 'static {
 
     /// The type's operations: a `static` built with [`Fops::new::<Self>`].
     fn fops() -> &'static Fops;
+
+    /// `poll(2)`: registers the file's wait queues with `table` and returns its readiness
+    /// ([`poll_mask`] bits).
+    fn poll(
+        me: <Self::Ptr as ForeignOwnable>::Borrowed<'_>,
+        file: &File,
+        table: &PollTable<'_>,
+    ) -> u32;
 }
 
 /// A registered `/dev/<name>` with `T`'s [`Fops`], mode 0600, a parent device, and `data`.

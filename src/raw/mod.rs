@@ -8,7 +8,8 @@
 //! header names the gap it fills and where it would live upstream. Only these files call
 //! `kernel::bindings` or the C shim (`shim.c`, for functions that are static inline in C and
 //! have no `rust/helpers` wrapper). They are also the only ones that hand the kernel callbacks
-//! with raw arguments: `misc` (`file_operations`, through `kernel::miscdevice`'s vtable), `vm`
+//! with raw arguments: `misc` (`file_operations`, through `kernel::miscdevice`'s vtable, plus
+//! `poll`), `vm`
 //! (the `vm_operations_struct` of fault-mapped VMAs: `fault`, `open`, `close`, with an `Arc`
 //! reference in `vm_private_data`) and `dmabuf` (the `dma_buf_ops` of exported dma-bufs, with an
 //! `Arc` reference in the dma-buf's and each attachment's `priv`); `dmabuf_import` is the
@@ -23,7 +24,9 @@ pub(crate) mod cred;
 pub(crate) mod dma;
 pub(crate) mod dmabuf;
 pub(crate) mod dmabuf_import;
+pub(crate) mod eventfd;
 pub(crate) mod gup;
+pub(crate) mod irqlock;
 pub(crate) mod misc;
 pub(crate) mod pci;
 pub(crate) mod signal;
@@ -32,8 +35,15 @@ pub(crate) mod vm;
 use core::ptr;
 use kernel::{
     bindings,
-    device, //
+    device,
+    error::Error, //
 };
+
+/// `ECANCELED`: a queued request was cancelled (its file closed). 7.2 gap: `kernel::error::code`
+/// has no `ECANCELED`.
+pub(crate) fn ecanceled() -> Error {
+    Error::from_errno(-(bindings::ECANCELED as i32))
+}
 
 /// The raw `struct device` of `dev`.
 fn raw_dev<Ctx: device::DeviceContext>(dev: &device::Device<Ctx>) -> *mut bindings::device {

@@ -116,6 +116,41 @@ int main(void)
 	FIELD(edu_dma_fault, drop_irqs);
 	FIELD(edu_dma_fault, flags);
 
+	STRUCT(edu_dma_req);
+	FIELD(edu_dma_req, cookie);
+	FIELD(edu_dma_req, op);
+	FIELD(edu_dma_req, flags);
+	FIELD(edu_dma_req, addr);
+	FIELD(edu_dma_req, dst);
+	FIELD(edu_dma_req, len);
+	FIELD(edu_dma_req, handle);
+	FIELD(edu_dma_req, dst_handle);
+	FIELD(edu_dma_req, win_offset);
+	FIELD(edu_dma_req, timeout_ms);
+	FIELD(edu_dma_req, reserved);
+
+	STRUCT(edu_dma_submit);
+	FIELD(edu_dma_submit, reqs);
+	FIELD(edu_dma_submit, count);
+	FIELD(edu_dma_submit, flags);
+
+	STRUCT(edu_dma_cqe);
+	FIELD(edu_dma_cqe, cookie);
+	FIELD(edu_dma_cqe, status);
+	FIELD(edu_dma_cqe, reserved);
+	FIELD(edu_dma_cqe, done);
+
+	STRUCT(edu_dma_reap);
+	FIELD(edu_dma_reap, cqes);
+	FIELD(edu_dma_reap, max);
+	FIELD(edu_dma_reap, min);
+	FIELD(edu_dma_reap, timeout_ms);
+	FIELD(edu_dma_reap, flags);
+
+	STRUCT(edu_dma_set_eventfd);
+	FIELD(edu_dma_set_eventfd, fd);
+	FIELD(edu_dma_set_eventfd, flags);
+
 	IOCTL(EDU_DMA_IOC_INFO);
 	IOCTL(EDU_DMA_IOC_FACTORIAL);
 	IOCTL(EDU_DMA_IOC_BUF_ALLOC);
@@ -127,6 +162,9 @@ int main(void)
 	IOCTL(EDU_DMA_IOC_USER_XFER);
 	IOCTL(EDU_DMA_IOC_COPY);
 	IOCTL(EDU_DMA_IOC_FAULT);
+	IOCTL(EDU_DMA_IOC_SUBMIT);
+	IOCTL(EDU_DMA_IOC_REAP);
+	IOCTL(EDU_DMA_IOC_SET_EVENTFD);
 
 	CONST(EDU_DMA_IOC_MAGIC);
 	CONST(EDU_DMA_WINDOW_SIZE);
@@ -142,5 +180,9 @@ int main(void)
 	CONST(EDU_DMA_FROM_DEVICE);
 	CONST(EDU_DMA_COPY_SRC_BUF);
 	CONST(EDU_DMA_COPY_DST_BUF);
+	CONST(EDU_DMA_OP_XFER);
+	CONST(EDU_DMA_OP_USER_XFER);
+	CONST(EDU_DMA_OP_COPY);
+	CONST(EDU_DMA_REAP_NONBLOCK);
 	return 0;
 }

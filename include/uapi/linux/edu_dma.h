@@ -203,6 +203,104 @@ struct edu_dma_fault {
 	__u32 flags;		/* 0 */
 };
 
+/*
+ * The asynchronous queue. EDU_DMA_IOC_SUBMIT queues requests on the file's queue (depth: module
+ * parameter queue_depth, read at probe); the device runs them one command at a time, the files
+ * of a device round robin (a request per turn; a copy a window step per turn), each file's
+ * requests in submission order. EDU_DMA_IOC_REAP returns completions in completion order (per
+ * file: submission order). User memory is pinned and mapped at submit and released when the
+ * request is reaped (or the file closed): read what the device wrote after the reap (a bounce
+ * buffer is copied back at that unmap). Every request ends exactly once: status 0, -ECANCELED
+ * (file closed), -ENODEV (device unbound or unplugged), -ETIMEDOUT (no completion interrupt in
+ * timeout_ms; the command is known to have finished before the request ends), -EIO (device stuck).
+ * done counts the bytes that landed (for a copy, whole window steps whose second half completed).
+ * A request occupies a queue slot from submit until it is reaped. poll(): POLLIN while a
+ * completion waits (before the file's first submit: always, a plain node is readable), POLLOUT
+ * while the queue has room; EDU_DMA_IOC_SET_EVENTFD: an eventfd
+ * signalled per completion.
+ */
+
+/* edu_dma_req.op */
+#define EDU_DMA_OP_XFER		1	/* buffer <-> window, as EDU_DMA_IOC_XFER */
+#define EDU_DMA_OP_USER_XFER	2	/* user memory <-> window, as EDU_DMA_IOC_USER_XFER */
+#define EDU_DMA_OP_COPY		3	/* RAM -> window -> RAM, as EDU_DMA_IOC_COPY */
+
+/*
+ * One queued request. Fields an op does not use must be 0 (EINVAL otherwise).
+ *   XFER:      flags = direction, handle, addr = buffer offset, win_offset, len 1..=4096
+ *   USER_XFER: flags = direction, addr = user address, win_offset, len 1..=4096
+ *   COPY:      flags = EDU_DMA_COPY_*, addr = src, dst, handle = src_handle, dst_handle,
+ *              len 1 .. pin_window pages (module parameter; E2BIG above)
+ * Errors of one request: EINVAL (unknown op or flags, reserved or unused fields, bad ranges),
+ * ENOENT (unknown handle), EFAULT (unpinnable user memory), E2BIG (copy too long).
+ */
+struct edu_dma_req {
+	__u64 cookie;		/* returned in the completion */
+	__u32 op;		/* EDU_DMA_OP_* */
+	__u32 flags;
+	__u64 addr;
+	__u64 dst;
+	__u64 len;
+	__u32 handle;
+	__u32 dst_handle;
+	__u32 win_offset;
+	__u32 timeout_ms;	/* per command, 0 for the module's default */
+	__u64 reserved;		/* 0 */
+};
+
+/*
+ * EDU_DMA_IOC_SUBMIT: queues reqs[0 .. count) in order; returns how many were queued. Stops at
+ * the first request that fails or does not fit: if that is the first one, the call fails with its
+ * errno (EAGAIN: the queue is full). EINVAL: count 0, flags or reserved non-zero; EFAULT: reqs
+ * unreadable; ENODEV after unbind.
+ */
+struct edu_dma_submit {
+	__u64 reqs;		/* user pointer to struct edu_dma_req[count] */
+	__u32 count;
+	__u32 flags;		/* 0 */
+};
+
+/* One completion. */
+struct edu_dma_cqe {
+	__u64 cookie;
+	__s32 status;		/* 0 or a negative errno */
+	__u32 reserved;
+	__u64 done;		/* bytes that landed */
+};
+
+/* edu_dma_reap.flags */
+#define EDU_DMA_REAP_NONBLOCK	1	/* do not wait: EAGAIN if no completion is waiting */
+
+/*
+ * EDU_DMA_IOC_REAP: writes up to max completions to cqes and returns how many. Waits until min
+ * (at most the file's requests in flight) are available, the timeout passes (timeout_ms, 0: no
+ * timeout), or a signal: then returns those available, or fails with ETIMEDOUT / EINTR if there
+ * are none (task work alone restarts the call, waiting for min again with its whole timeout; a
+ * signal or task work never ends a queued request). Returns 0 at once when the file has nothing
+ * in flight. EINVAL: max 0, min > max, unknown flags; EFAULT: cqes unwritable (the completions
+ * stay queued).
+ */
+struct edu_dma_reap {
+	__u64 cqes;		/* user pointer to struct edu_dma_cqe[max] */
+	__u32 max;
+	__u32 min;
+	__u32 timeout_ms;
+	__u32 flags;		/* EDU_DMA_REAP_* */
+};
+
+/*
+ * EDU_DMA_IOC_SET_EVENTFD: the file's eventfd, whose counter goes up by 1 each time one of the
+ * file's queued requests ends (whatever its status; from the interrupt handler, before the
+ * completion is reapable by poll's POLLIN). fd -1 removes it; a new one replaces the old. The
+ * driver holds the eventfd until then or until the file is closed (closing the eventfd's own fd
+ * changes nothing). EBADF: fd not open, or negative but not -1; EINVAL: not an eventfd, flags or
+ * reserved non-zero; ENODEV after unbind.
+ */
+struct edu_dma_set_eventfd {
+	__s32 fd;		/* an eventfd, or -1 */
+	__u32 flags;		/* 0 */
+};
+
 #define EDU_DMA_IOC_INFO	_IOR(EDU_DMA_IOC_MAGIC, 0x00, struct edu_dma_info)
 #define EDU_DMA_IOC_FACTORIAL	_IOWR(EDU_DMA_IOC_MAGIC, 0x01, struct edu_dma_factorial)
 #define EDU_DMA_IOC_BUF_ALLOC	_IOWR(EDU_DMA_IOC_MAGIC, 0x10, struct edu_dma_buf_alloc)
@@ -214,5 +312,8 @@ struct edu_dma_fault {
 #define EDU_DMA_IOC_USER_XFER	_IOW(EDU_DMA_IOC_MAGIC, 0x21, struct edu_dma_user_xfer)
 #define EDU_DMA_IOC_COPY	_IOWR(EDU_DMA_IOC_MAGIC, 0x22, struct edu_dma_copy)
 #define EDU_DMA_IOC_FAULT	_IOW(EDU_DMA_IOC_MAGIC, 0x30, struct edu_dma_fault)
+#define EDU_DMA_IOC_SUBMIT	_IOW(EDU_DMA_IOC_MAGIC, 0x40, struct edu_dma_submit)
+#define EDU_DMA_IOC_REAP	_IOW(EDU_DMA_IOC_MAGIC, 0x41, struct edu_dma_reap)
+#define EDU_DMA_IOC_SET_EVENTFD	_IOW(EDU_DMA_IOC_MAGIC, 0x42, struct edu_dma_set_eventfd)
 
 #endif /* _UAPI_LINUX_EDU_DMA_H */

@@ -11,9 +11,10 @@ use std::time::Instant;
 use clap::{Parser, Subcommand, ValueEnum};
 use edu_dma::{
     describe_error, fill_pattern, first_mismatch, parse_size, pattern, uapi, BufKind, Device, Dir,
-    SyncDir,
+    Queue, SyncDir,
 };
 use indicatif::{ProgressBar, ProgressStyle};
+use uapi::{EduDmaCqe, EduDmaReq};
 
 #[derive(Parser)]
 #[command(
@@ -58,6 +59,10 @@ enum Cmd {
         /// Bytes per COPY ioctl (K/M/G suffixes accepted).
         #[arg(long, default_value = "64K", value_parser = parse_size)]
         chunk: u64,
+        /// Run the chunks on the asynchronous queue, this many in flight (0: one COPY ioctl
+        /// at a time). A queued chunk is at most `pin_window` pages (1 MiB by default).
+        #[arg(long, default_value_t = 0)]
+        queue_depth: usize,
     },
     /// Device -> a ring of streaming buffers -> O_DIRECT writes to a file, the disk write of one
     /// buffer overlapped with the device filling the next (edu has no data source: it moves its
@@ -167,6 +172,19 @@ impl<T> Op<T> for io::Result<T> {
     }
 }
 
+impl Failure {
+    fn new(op: &'static str, e: io::Error) -> Self {
+        Failure {
+            op,
+            msg: describe_error(&e),
+        }
+    }
+
+    fn msg(op: &'static str, msg: String) -> Self {
+        Failure { op, msg }
+    }
+}
+
 fn fail<T>(op: &'static str, msg: String) -> Result<T, Failure> {
     Err(Failure { op, msg })
 }
@@ -214,7 +232,16 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             Ok(())
         }
         Cmd::Buf { kind, size } => buf_demo(&Device::open(&cli.dev).op("open")?, *kind, *size),
-        Cmd::Copy { size, chunk } => copy_demo(&Device::open(&cli.dev).op("open")?, *size, *chunk),
+        Cmd::Copy {
+            size,
+            chunk,
+            queue_depth,
+        } => copy_demo(
+            &Device::open(&cli.dev).op("open")?,
+            *size,
+            *chunk,
+            *queue_depth,
+        ),
         Cmd::Capture {
             out,
             size,
@@ -370,7 +397,7 @@ fn buf_demo(dev: &Device, kind: Kind, size: u64) -> Result<(), Failure> {
     Ok(())
 }
 
-fn copy_demo(dev: &Device, size: u64, chunk: u64) -> Result<(), Failure> {
+fn copy_demo(dev: &Device, size: u64, chunk: u64, depth: usize) -> Result<(), Failure> {
     if size == 0 || chunk == 0 {
         return fail("copy", "size and chunk must be at least 1".to_string());
     }
@@ -384,6 +411,10 @@ fn copy_demo(dev: &Device, size: u64, chunk: u64) -> Result<(), Failure> {
     );
     let start = Instant::now();
     let mut off = 0usize;
+    if depth > 0 {
+        copy_queued(dev, &src, &mut dst, chunk as usize, depth, &bar)?;
+        off = len;
+    }
     while off < len {
         let n = (len - off).min(chunk as usize);
         let done = dev
@@ -414,6 +445,73 @@ fn copy_demo(dev: &Device, size: u64, chunk: u64) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `copy --queue-depth`: the chunks as queued COPY requests, up to `depth` in flight; every
+/// request is reaped before this returns (the device writes `dst` until then), also on errors.
+fn copy_queued(
+    dev: &Device,
+    src: &[u8],
+    dst: &mut [u8],
+    chunk: usize,
+    depth: usize,
+    bar: &ProgressBar,
+) -> Result<(), Failure> {
+    let q = Queue::new(dev);
+    let len = src.len();
+    let dst_addr = dst.as_mut_ptr() as u64;
+    let (mut next, mut inflight) = (0usize, 0usize);
+    let mut err: Option<Failure> = None;
+    let mut cqes = vec![EduDmaCqe::default(); depth];
+    while (next < len && err.is_none()) || inflight > 0 {
+        while next < len && inflight < depth && err.is_none() {
+            let n = (len - next).min(chunk);
+            let r = EduDmaReq::copy_user(
+                next as u64,
+                src.as_ptr() as u64 + next as u64,
+                dst_addr + next as u64,
+                n as u64,
+            );
+            // SAFETY: `src` and `dst` outlive every request (all are reaped before this
+            // returns), and `dst` is not accessed until then.
+            match unsafe { q.submit(&[r]) } {
+                Ok(_) => {
+                    next += n;
+                    inflight += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => err = Some(Failure::new("submit", e)),
+            }
+        }
+        if inflight == 0 {
+            break;
+        }
+        let got = match q.reap(&mut cqes, 1, 0) {
+            Ok(got) => got,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Failure::new("reap", e)),
+        };
+        for c in &cqes[..got] {
+            inflight -= 1;
+            let want = (len - c.cookie as usize).min(chunk) as u64;
+            if let Err(errno) = c.result() {
+                err.get_or_insert(Failure::new("copy", io::Error::from_raw_os_error(errno)));
+            } else if c.done != want {
+                err.get_or_insert(Failure::msg(
+                    "copy",
+                    format!("done {} != len {want} at offset {}", c.done, c.cookie),
+                ));
+            }
+            bar.inc(c.done);
+        }
+    }
+    match err {
+        Some(e) => {
+            bar.abandon();
+            Err(e)
+        }
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -421,7 +519,9 @@ mod tests {
         use clap::Parser;
         let c = super::Cli::try_parse_from(["edudma", "copy", "--size", "16M", "--chunk", "4K"]);
         match c.map(|c| c.cmd) {
-            Ok(super::Cmd::Copy { size, chunk }) => assert_eq!((size, chunk), (16 << 20, 4096)),
+            Ok(super::Cmd::Copy { size, chunk, .. }) => {
+                assert_eq!((size, chunk), (16 << 20, 4096))
+            }
             _ => panic!("copy --size 16M --chunk 4K"),
         }
         let e = super::Cli::try_parse_from(["edudma", "buf", "--size", "12X"])

@@ -149,6 +149,46 @@ pub fn uapi_layout_report() -> String {
         }
     );
     struct_layout!(o, "edu_dma_fault", EduDmaFault { drop_irqs, flags });
+    struct_layout!(
+        o,
+        "edu_dma_req",
+        EduDmaReq {
+            cookie,
+            op,
+            flags,
+            addr,
+            dst,
+            len,
+            handle,
+            dst_handle,
+            win_offset,
+            timeout_ms,
+            reserved,
+        }
+    );
+    struct_layout!(o, "edu_dma_submit", EduDmaSubmit { reqs, count, flags });
+    struct_layout!(
+        o,
+        "edu_dma_cqe",
+        EduDmaCqe {
+            cookie,
+            status,
+            reserved,
+            done,
+        }
+    );
+    struct_layout!(
+        o,
+        "edu_dma_reap",
+        EduDmaReap {
+            cqes,
+            max,
+            min,
+            timeout_ms,
+            flags,
+        }
+    );
+    struct_layout!(o, "edu_dma_set_eventfd", EduDmaSetEventfd { fd, flags });
     ioctls!(
         o,
         EDU_DMA_IOC_INFO,
@@ -162,6 +202,9 @@ pub fn uapi_layout_report() -> String {
         EDU_DMA_IOC_USER_XFER,
         EDU_DMA_IOC_COPY,
         EDU_DMA_IOC_FAULT,
+        EDU_DMA_IOC_SUBMIT,
+        EDU_DMA_IOC_REAP,
+        EDU_DMA_IOC_SET_EVENTFD,
     );
     constants!(
         o,
@@ -179,6 +222,10 @@ pub fn uapi_layout_report() -> String {
         EDU_DMA_FROM_DEVICE,
         EDU_DMA_COPY_SRC_BUF,
         EDU_DMA_COPY_DST_BUF,
+        EDU_DMA_OP_XFER,
+        EDU_DMA_OP_USER_XFER,
+        EDU_DMA_OP_COPY,
+        EDU_DMA_REAP_NONBLOCK,
     );
     s
 }
@@ -212,6 +259,10 @@ mod tests {
         assert_eq!(value(&r, "sizeof edu_dma_user_xfer"), "24");
         assert_eq!(value(&r, "sizeof edu_dma_copy"), "48");
         assert_eq!(value(&r, "sizeof edu_dma_fault"), "8");
+        assert_eq!(value(&r, "sizeof edu_dma_req"), "64");
+        assert_eq!(value(&r, "sizeof edu_dma_submit"), "16");
+        assert_eq!(value(&r, "sizeof edu_dma_cqe"), "24");
+        assert_eq!(value(&r, "sizeof edu_dma_reap"), "24");
         assert_eq!(value(&r, "EDU_DMA_IOC_INFO"), "0x8070ed00");
         assert_eq!(value(&r, "EDU_DMA_IOC_MAGIC"), "237");
         for l in r.lines() {
@@ -228,7 +279,7 @@ mod tests {
     fn ioctl_numbers_match_nix() {
         use nix::{request_code_read as r, request_code_readwrite as rw, request_code_write as w};
         let m = EDU_DMA_IOC_MAGIC as u8;
-        let cases: [(u32, u64); 11] = [
+        let cases: [(u32, u64); 14] = [
             (
                 EDU_DMA_IOC_INFO,
                 r!(m, 0x00, size_of::<EduDmaInfo>()) as u64,
@@ -272,6 +323,18 @@ mod tests {
             (
                 EDU_DMA_IOC_FAULT,
                 w!(m, 0x30, size_of::<EduDmaFault>()) as u64,
+            ),
+            (
+                EDU_DMA_IOC_SUBMIT,
+                w!(m, 0x40, size_of::<EduDmaSubmit>()) as u64,
+            ),
+            (
+                EDU_DMA_IOC_REAP,
+                w!(m, 0x41, size_of::<EduDmaReap>()) as u64,
+            ),
+            (
+                EDU_DMA_IOC_SET_EVENTFD,
+                w!(m, 0x42, size_of::<EduDmaSetEventfd>()) as u64,
             ),
         ];
         for (ours, theirs) in cases {

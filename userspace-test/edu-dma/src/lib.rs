@@ -30,6 +30,7 @@ mod import;
 mod layout;
 mod mapping;
 pub mod pattern;
+mod queue;
 pub mod size;
 
 pub use import::Imported;
@@ -38,6 +39,7 @@ pub use mapping::{page_size, Mapping};
 pub use pattern::{
     fill_pattern, fill_pattern_inverted, first_mismatch, pattern, pattern_byte, pattern_mismatch,
 };
+pub use queue::Queue;
 pub use size::{format_size, parse_size, SizeError};
 
 use uapi::*;

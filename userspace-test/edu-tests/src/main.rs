@@ -5,9 +5,9 @@
 //! Exit status 0 iff no test failed.
 //!
 //! Usage: `edu-tests [--filter SUBSTR] [--list] [--group NAME|all]...` with the groups core, buf,
-//! timeouts, user, dmabuf, unbind, stress, unplug, failnth, onward. `all`, the default, is every
-//! group but the opt-in ones (`unbind`, `stress`, `unplug`, `failnth`, `onward`), which must be
-//! asked for by name. `unplug` needs a host that hot-unplugs edu-dma<k> when the guest prints
+//! timeouts, user, dmabuf, queue, unbind, stress, unplug, failnth, onward. `all`, the default, is
+//! every group but the opt-in ones (`unbind`, `stress`, `unplug`, `failnth`, `onward`), which must
+//! be asked for by name. `unplug` needs a host that hot-unplugs edu-dma<k> when the guest prints
 //! `EDU-UNPLUG-NOW <k>` (`scripts/vm --hotplug 2`, three devices) and the disks of `--disk`;
 //! `failnth` a kernel with fault injection (the debug
 //! kernel); `onward` the two disks of `scripts/vm --disk`, the ext4 one mounted at /mnt (the job's
@@ -21,6 +21,7 @@ mod failnth;
 mod harness;
 mod import;
 mod onward;
+mod queue;
 mod stress;
 mod timeouts;
 mod unbind;
@@ -46,6 +47,7 @@ const GROUPS: &[Group] = &[
     ("timeouts", timeouts::tests),
     ("user", user::tests),
     ("dmabuf", dmabuf::tests),
+    ("queue", queue::tests),
     ("unbind", unbind::tests),
     ("stress", stress::tests),
     ("unplug", unplug::tests),
@@ -65,7 +67,7 @@ struct Args {
 
 fn usage() -> String {
     "usage: edu-tests [--filter SUBSTR] [--list] \
-     [--group core|buf|timeouts|user|dmabuf|unbind|stress|unplug|failnth|onward|all]...\n\
+     [--group core|buf|timeouts|user|dmabuf|queue|unbind|stress|unplug|failnth|onward|all]...\n\
      --group may be repeated; default all (every group but unbind, stress, unplug, failnth and \
      onward)"
         .to_string()
@@ -238,7 +240,10 @@ mod tests {
         let order: Vec<&str> = all.iter().map(|n| n.split('.').next().unwrap()).collect();
         let mut dedup = order.clone();
         dedup.dedup();
-        assert_eq!(dedup, ["core", "buf", "timeouts", "user", "dmabuf"]);
+        assert_eq!(
+            dedup,
+            ["core", "buf", "timeouts", "user", "dmabuf", "queue"]
+        );
         let unbind = names(&["unbind"], None);
         assert_eq!(
             unbind,
@@ -248,6 +253,7 @@ mod tests {
                 "unbind.dmabuf_export",
                 "unbind.dmabuf_import_importer",
                 "unbind.dmabuf_import_exporter",
+                "unbind.queue",
                 "unbind.rmmod_busy"
             ]
         );

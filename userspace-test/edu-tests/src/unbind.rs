@@ -1,11 +1,14 @@
 //! Group `unbind` (opt-in, last): hot unbind with an open file and a live mapping (and with a live
-//! dma-buf of a buffer, `dmabuf_export`, whose body is in dmabuf.rs), rebind, and
-//! module unload refused while a file is open; `inflight`, an unbind under a running COPY, shares
-//! its body with `unplug.inflight` (harness/inflight.rs). Never unloads the module.
+//! dma-buf of a buffer, `dmabuf_export`, whose body is in dmabuf.rs), rebind, and module unload
+//! refused while a file is open; `queue`, an unbind with two full queues (every request ends
+//! exactly once, `ENODEV` unless it completed, reapable after the unbind); `inflight`, an unbind
+//! under a running COPY, shares its body with `unplug.inflight` (harness/inflight.rs). Never
+//! unloads the module.
 
 use std::ffi::CString;
 
-use edu_dma::BufKind;
+use edu_dma::uapi::*;
+use edu_dma::{BufKind, Dir, Queue};
 use nix::kmod::{delete_module, DeleteModuleFlags};
 
 use crate::harness::inflight::{inflight, How};
@@ -21,6 +24,7 @@ pub fn tests() -> Vec<Test> {
         test("dmabuf_export", crate::dmabuf::unbind_export),
         test("dmabuf_import_importer", crate::import::unbind_importer),
         test("dmabuf_import_exporter", crate::import::unbind_exporter),
+        test("queue", unbind_queue),
         test("rmmod_busy", rmmod_busy),
     ]
 }
@@ -109,4 +113,98 @@ fn rmmod_busy() -> TestResult {
     ensure(std::path::Path::new("/sys/module/edu_dma").exists(), || {
         "module gone after the refused unload".to_string()
     })
+}
+
+fn unbind_queue() -> TestResult {
+    let depth = crate::queue::param("queue_depth")? as usize;
+    let files = [open(1)?, open(1)?];
+    let addr = files[0].info().ctx("info")?.pci_address();
+    let mut bufs = Vec::new();
+    for (f, dev) in files.iter().enumerate() {
+        let buf = dev.alloc(4096, BufKind::Coherent).ctx("alloc")?;
+        let reqs: Vec<_> = (0..depth as u64)
+            .map(|i| EduDmaReq::buffer_xfer(i, buf.handle(), 0, 0, 4096, Dir::ToDevice))
+            .collect();
+        let n = Queue::new(dev).submit_buffers(&reqs).ctx("submit")?;
+        ensure_eq(n, depth, &format!("file {f}: queued"))?;
+        bufs.push(buf.into_handle());
+    }
+    diag(format!(
+        "unbinding {addr} with two full queues ({depth} requests each)"
+    ));
+    // File 0's completions go to a reaper that blocks (no timeout) across the unbind; file 1's
+    // are reaped after it.
+    let (rebind, blocked) = std::thread::scope(|s| {
+        let f0 = &files[0];
+        let h = s.spawn(move || Queue::new(f0).reap_n(depth, 0));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let rebind = unbind(&addr);
+        let blocked = h.join().map_err(|_| "reaper thread panicked".to_string());
+        (rebind, blocked)
+    });
+    let (mut rebind, mut blocked) = (
+        rebind?,
+        Some(blocked?.ctx("blocked reap across the unbind")?),
+    );
+    let mut completed = 0;
+    for (f, dev) in files.iter().enumerate() {
+        let q = Queue::new(dev);
+        let c = match blocked.take() {
+            Some(c) => c,
+            None => crate::queue::reap_all(&q, depth)?,
+        };
+        let mut cookies: Vec<u64> = c.iter().map(|c| c.cookie).collect();
+        cookies.sort_unstable();
+        ensure(cookies == (0..depth as u64).collect::<Vec<_>>(), || {
+            format!("file {f}: cookies reaped {cookies:?}, want each of 0..{depth} once")
+        })?;
+        for c in &c {
+            let ok =
+                (c.status == 0 && c.done == 4096) || (c.status == -libc::ENODEV && c.done == 0);
+            ensure(ok, || {
+                format!(
+                    "file {f}: cookie {} status {} done {}",
+                    c.cookie, c.status, c.done
+                )
+            })?;
+            completed += usize::from(c.status == 0);
+        }
+        let mut out = [EduDmaCqe::default(); 1];
+        expect_errno(
+            q.reap_nonblock(&mut out),
+            libc::ENODEV,
+            "reap after everything was reaped",
+        )?;
+        expect_errno(
+            q.submit_buffers(&[EduDmaReq::buffer_xfer(0, bufs[f], 0, 0, 1, Dir::ToDevice)]),
+            libc::ENODEV,
+            "submit after unbind",
+        )?;
+    }
+    diag(format!(
+        "{completed} request(s) completed before the unbind"
+    ));
+    // The unbind waits for the running command only, not for the queues (a few complete while
+    // the test reaches the unbind; more under the debug kernel, which runs slower).
+    ensure(completed < depth, || {
+        format!(
+            "{completed} of {} requests completed: the unbind drained the queues",
+            2 * depth
+        )
+    })?;
+    drop(files);
+    let d = rebind.bind_and_open()?;
+    let q = Queue::new(&d);
+    let buf = d.alloc(4096, BufKind::Coherent).ctx("alloc after rebind")?;
+    q.submit_buffers(&[EduDmaReq::buffer_xfer(
+        5,
+        buf.handle(),
+        0,
+        0,
+        64,
+        Dir::ToDevice,
+    )])
+    .ctx("submit after rebind")?;
+    let c = crate::queue::reap_all(&q, 1)?;
+    crate::queue::check_cqe(&c[0], 5, 0, 64, "after rebind")
 }

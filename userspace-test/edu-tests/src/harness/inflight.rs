@@ -8,7 +8,8 @@
 //! bytes it reports done copied exactly; the node disappeared within 10 s of guest time; every
 //! later call on the open file is ENODEV; the streaming mapping still holds its data; touching the
 //! coherent mapping raises SIGBUS (it was zapped; checked in a forked child); closing everything
-//! is clean.
+//! is clean. A second file queues 16 requests once the COPY is in flight: each ends exactly
+//! once, done or `ENODEV`, and is reapable after the device left.
 
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -16,7 +17,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use edu_dma::uapi::*;
-use edu_dma::{BufKind, Device, Dir, SyncDir};
+use edu_dma::{BufKind, Device, Dir, Queue, SyncDir};
 
 use super::sysfs::unbind;
 use super::*;
@@ -31,6 +32,8 @@ pub enum How {
 }
 
 const COPY_LEN: usize = 4 << 20;
+/// Requests queued on a second file beside the copy.
+const QUEUED: u64 = 16;
 const BUF: usize = 4 * 4096;
 
 /// Every call that needs the device must answer ENODEV on a file of a departed device.
@@ -77,6 +80,19 @@ pub fn inflight(how: How) -> TestResult {
     fill_pattern(&mut sm, 2101);
     st.sync(0, BUF as u64, SyncDir::ForDevice).ctx("sync")?;
 
+    // Queued work beside the copy (the window's upper half; a copy chunk holds the engine for
+    // both its halves, so the queue never runs between them).
+    let qdev = open(1)?;
+    let qbuf = qdev
+        .alloc(4096, BufKind::Coherent)
+        .ctx("alloc for the queue")?;
+    let qreqs: Vec<_> = (0..QUEUED)
+        .map(|i| EduDmaReq {
+            timeout_ms: 3000,
+            ..EduDmaReq::buffer_xfer(i, qbuf.handle(), 0, 2048, 2048, Dir::ToDevice)
+        })
+        .collect();
+
     let src = pattern(COPY_LEN, 2102);
     let mut dst = vec![GUARD; COPY_LEN];
     let (sa, da) = (src.as_ptr() as u64, dst.as_mut_ptr() as u64);
@@ -109,6 +125,12 @@ pub fn inflight(how: How) -> TestResult {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        // The queue is filled once the copy is in flight (queued beside it from the start, a
+        // slow kernel could run all of it before the copy's first pin window is even pinned).
+        let queued = Queue::new(&qdev)
+            .submit_buffers(&qreqs)
+            .ctx("submit beside the copy")?;
+        ensure_eq(queued, QUEUED as usize, "queued beside the copy")?;
         let trigger_at = Instant::now();
         match how {
             How::Unplug => {
@@ -157,6 +179,24 @@ pub fn inflight(how: How) -> TestResult {
     let d = done as usize;
     check_same(&dst[..d], &src[..d], "bytes reported done")?;
     check_fill(&dst[d..], GUARD, "bytes after done")?;
+
+    // Every queued request ended exactly once: done, or ENODEV with nothing done.
+    let cqes = Queue::new(&qdev)
+        .reap_n(QUEUED as usize, 10_000)
+        .ctx("reap after the device left")?;
+    let mut cookies: Vec<u64> = cqes.iter().map(|c| c.cookie).collect();
+    cookies.sort_unstable();
+    ensure(cookies == (0..QUEUED).collect::<Vec<_>>(), || {
+        format!("queued cookies reaped {cookies:?}, want each of 0..{QUEUED} once")
+    })?;
+    for c in &cqes {
+        let ok = (c.status == 0 && c.done == 2048) || (c.status == -libc::ENODEV && c.done == 0);
+        ensure(ok, || {
+            format!("queued {}: status {} done {}", c.cookie, c.status, c.done)
+        })?;
+    }
+    drop(qbuf);
+    drop(qdev);
 
     all_enodev(&dev, coh.handle(), st.handle())?;
     // The streaming buffer's pages belong to the mapping: intact, in this process.

@@ -6,7 +6,9 @@
 //! stack or at bad addresses; user pointers into scratch memory, unmapped, PROT_NONE and
 //! read-only pages, kernel and non-canonical addresses, coherent (VM_PFNMAP) and streaming buffer
 //! mappings; huge lengths and offsets; pread/pwrite; alloc/free/mmap/munmap interleaved, files
-//! reopened; and a second thread racing XFERs against BUF_FREE on the same handle.
+//! reopened; a second thread racing XFERs against BUF_FREE on the same handle; and the queue:
+//! SUBMIT of random requests, REAP with random arguments, every request reaped once
+//! (`fuzz/queue.rs`).
 //!
 //! Every answer must be success or an errno of {EINVAL, EFAULT, ENOENT, ENOTTY, EOVERFLOW,
 //! E2BIG, ENOMEM, EPERM, ENOSPC}, or ETIMEDOUT for no more commands than lost interrupts were
@@ -31,6 +33,8 @@ use edu_dma::uapi::*;
 use edu_dma::{Device, Dir};
 
 use super::*;
+
+mod queue;
 
 const SLOT: usize = 64 * 1024;
 const DEV_SLOTS: usize = 6;
@@ -66,6 +70,17 @@ const VALID: [(u32, &str); 9] = [
     (EDU_DMA_IOC_USER_XFER, "USER_XFER"),
     (EDU_DMA_IOC_COPY, "COPY"),
     (EDU_DMA_IOC_FAULT, "FAULT"),
+];
+
+/// The driver's other numbers, which random numbers avoid (they are not judged as bogus, and
+/// the queue's are fuzzed by `queue_op` with arguments that keep the device's writes in the
+/// fuzzer's own memory).
+const OTHER_VALID: [u32; 5] = [
+    EDU_DMA_IOC_BUF_EXPORT,
+    EDU_DMA_IOC_BUF_IMPORT,
+    EDU_DMA_IOC_SUBMIT,
+    EDU_DMA_IOC_REAP,
+    EDU_DMA_IOC_SET_EVENTFD,
 ];
 
 /// Ioctl types the VFS answers itself before the driver (FIOCLEX 'T', FIFREEZE 'X', FICLONE
@@ -235,6 +250,8 @@ pub(super) struct Fuzz {
     hist: BTreeMap<String, u64>,
     iter: u64,
     fact_timeouts: u64,
+    /// The last queued request's cookie.
+    next_cookie: u64,
 }
 
 fn mmap_fixed(addr: usize, len: usize, prot: i32, flags: i32, fd: i32, off: u64) -> i32 {
@@ -295,6 +312,7 @@ impl Fuzz {
             hist: BTreeMap::new(),
             iter: 0,
             fact_timeouts: 0,
+            next_cookie: 0,
         })
     }
 
@@ -668,7 +686,7 @@ impl Fuzz {
                 VALID.iter().find(|&&(v, _)| v == cmd).map_or("?", |x| x.1),
             );
         }
-        if VFS_TYPES.contains(&((cmd >> 8) & 0xff)) {
+        if VFS_TYPES.contains(&((cmd >> 8) & 0xff)) || OTHER_VALID.contains(&cmd) {
             return (valid, name);
         }
         (cmd, "bogus")
@@ -1051,7 +1069,8 @@ impl Fuzz {
 
     fn step(&mut self) -> TestResult {
         match self.rng.below(100) {
-            0..=69 => self.ioctl_op(),
+            0..=66 => self.ioctl_op(),
+            67..=69 => self.queue_op(),
             70..=79 => self.mmap_op(),
             80..=89 => self.rw_op(),
             90..=91 => self.race_op(),
