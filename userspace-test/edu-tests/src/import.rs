@@ -27,6 +27,7 @@ pub fn tests() -> Vec<Test> {
         test("import_udmabuf", import_udmabuf),
         test("import_errors", import_errors),
         test("import_free_order", import_free_order),
+        test("import_queue", import_queue),
     ]
 }
 
@@ -569,4 +570,54 @@ pub fn unbind_exporter() -> TestResult {
     let d = rebind.bind_and_open()?;
     drop((m, imp, fd));
     round_trip_on(&d, 9612, "after rebind")
+}
+
+/// An imported handle in queued requests: edu1 queues a read of every page of edu0's exported
+/// buffer (the device's mapping of the import, split at the window) and reaps them in order.
+fn import_queue() -> TestResult {
+    let (d0, d1) = (open(0)?, open(1)?);
+    let pg = page();
+    let buf = d0
+        .alloc((PAGES * pg) as u64, BufKind::Streaming)
+        .ctx("alloc on edu0")?;
+    for i in 0..PAGES {
+        d0.write_window_from(&pattern(pg, 9300 + i as u64), 0)
+            .ctx("edu0 window := pattern")?;
+        buf.xfer((i * pg) as u64, 0, pg as u32, Dir::FromDevice, 0)
+            .ctx("edu0 xfer window -> buffer")?;
+    }
+    let fd = buf.export().ctx("export")?;
+    let imp = d1.import(fd.as_fd()).ctx("import into edu1")?;
+    sync(fd.as_fd(), DMA_BUF_SYNC_START | DMA_BUF_SYNC_RW, "start")?;
+    sync(fd.as_fd(), DMA_BUF_SYNC_END | DMA_BUF_SYNC_RW, "end")?;
+    let q = edu_dma::Queue::new(&d1);
+    for i in 0..PAGES {
+        // One request at a time: each leaves its page in the one window, checked before the next.
+        let req = [edu_dma::uapi::EduDmaReq::buffer_xfer(
+            700 + i as u64,
+            imp.handle(),
+            (i * pg) as u64,
+            0,
+            pg as u32,
+            Dir::ToDevice,
+        )];
+        ensure_eq(
+            q.submit_buffers(&req).ctx("SUBMIT of an imported handle")?,
+            1,
+            "queued",
+        )?;
+        let c = q.reap_n(1, 5000).ctx("REAP")?;
+        ensure_eq(c[0].cookie, 700 + i as u64, "cookie")?;
+        ensure_eq(c[0].result(), Ok(()), "status")?;
+        ensure_eq(c[0].done, pg as u64, "bytes done")?;
+        let mut win = vec![GUARD; pg];
+        d1.read_window_into(&mut win, 0)
+            .ctx("edu1 window -> user")?;
+        check_pattern(
+            &win,
+            9300 + i as u64,
+            &format!("page {i} through the queue"),
+        )?;
+    }
+    imp.free().ctx("BUF_FREE of the import")
 }
