@@ -49,7 +49,7 @@ fn swiotlb_forced() -> bool {
 
 /// Fills page `i` of `buf` with the pattern of `seed + i` by the device (USER_XFER into the
 /// window, XFER window -> buffer), with no sync for the CPU.
-fn device_fill(dev: &Device, buf: &Buffer<'_>, seed: u64) -> TestResult {
+pub(crate) fn device_fill(dev: &Device, buf: &Buffer<'_>, seed: u64) -> TestResult {
     let pg = page();
     for i in 0..buf.mapped_size() / pg {
         dev.write_window_from(&pattern(pg, seed + i as u64), 0)

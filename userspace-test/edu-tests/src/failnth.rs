@@ -452,6 +452,16 @@ impl Drop for Mapped {
     }
 }
 
+/// Queues (uninjected) one buffer request of `len` bytes at offset 0 of `f`'s buffer.
+fn submit_one(f: &Fx, cookie: u64, len: u32, dir: edu_dma::Dir) -> TestResult {
+    let req = [EduDmaReq::buffer_xfer(cookie, f.handle, 0, 0, len, dir)];
+    ensure_eq(
+        Queue::new(&f.dev).submit_buffers(&req).ctx("submit")?,
+        1,
+        "queued",
+    )
+}
+
 fn sweep() -> TestResult {
     let Some(fnth) = setup()? else {
         return Ok(());
@@ -864,16 +874,7 @@ fn sweep() -> TestResult {
         "ioctl REAP",
         || {
             let f = fx(BufKind::Streaming)?;
-            let q = Queue::new(&f.dev);
-            let req = [EduDmaReq::buffer_xfer(
-                42,
-                f.handle,
-                0,
-                0,
-                4096,
-                edu_dma::Dir::FromDevice,
-            )];
-            ensure_eq(q.submit_buffers(&req).ctx("submit")?, 1, "queued")?;
+            submit_one(&f, 42, 4096, edu_dma::Dir::FromDevice)?;
             Ok((f, [EduDmaCqe::default(); 2], 0usize))
         },
         |(f, out, n): &mut (Fx, [EduDmaCqe; 2], usize)| {
@@ -899,17 +900,8 @@ fn sweep() -> TestResult {
         },
         |(f, e): &mut (Fx, OwnedFd)| Queue::new(&f.dev).set_eventfd(Some(e.as_fd())),
         |(f, e)| {
-            let q = Queue::new(&f.dev);
-            let req = [EduDmaReq::buffer_xfer(
-                43,
-                f.handle,
-                0,
-                0,
-                512,
-                edu_dma::Dir::ToDevice,
-            )];
-            ensure_eq(q.submit_buffers(&req).ctx("submit")?, 1, "queued")?;
-            q.reap_n(1, 5000).ctx("reap")?;
+            submit_one(f, 43, 512, edu_dma::Dir::ToDevice)?;
+            Queue::new(&f.dev).reap_n(1, 5000).ctx("reap")?;
             let mut v = [0u8; 8];
             // SAFETY: reads 8 bytes into our own array from our eventfd.
             let r = unsafe { libc::read(e.as_raw_fd(), v.as_mut_ptr().cast(), 8) };

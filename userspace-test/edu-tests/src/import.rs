@@ -16,6 +16,7 @@ use edu_dma::dmabuf::{
 use edu_dma::uapi::*;
 use edu_dma::{BufKind, CopyDst, CopySrc, Dir, Imported, SyncDir};
 
+use crate::dmabuf::device_fill;
 use crate::harness::sysfs::unbind;
 use crate::harness::*;
 
@@ -41,6 +42,13 @@ fn swiotlb_forced() -> bool {
 
 fn sync(fd: std::os::fd::BorrowedFd<'_>, flags: u64, what: &str) -> TestResult {
     dmabuf::sync(fd, flags).ctx(format!("DMA_BUF_IOCTL_SYNC {flags:#x} ({what})"))
+}
+
+/// The exporting device's writes to the CPU, then to every importer's mapping (a read-write
+/// `DMA_BUF_IOCTL_SYNC` start and end).
+fn to_importers(fd: std::os::fd::BorrowedFd<'_>) -> TestResult {
+    sync(fd, DMA_BUF_SYNC_START | DMA_BUF_SYNC_RW, "start")?;
+    sync(fd, DMA_BUF_SYNC_END | DMA_BUF_SYNC_RW, "end")
 }
 
 /// The device reads `[off, off + n)` of the import into its window; the window must hold the
@@ -72,18 +80,11 @@ fn import_cross_device() -> TestResult {
     let buf = d0
         .alloc((PAGES * pg) as u64, BufKind::Streaming)
         .ctx("alloc on edu0")?;
-    for i in 0..PAGES {
-        d0.write_window_from(&pattern(pg, 9000 + i as u64), 0)
-            .ctx("edu0 window := pattern")?;
-        buf.xfer((i * pg) as u64, 0, pg as u32, Dir::FromDevice, 0)
-            .ctx("edu0 xfer window -> buffer")?;
-    }
+    device_fill(&d0, &buf, 9000)?;
     let fd = buf.export().ctx("export")?;
     let imp = d1.import(fd.as_fd()).ctx("import into edu1")?;
     ensure_eq(imp.size(), (PAGES * pg) as u64, "imported size")?;
-    // edu0's writes to the CPU, then to every importer's mapping.
-    sync(fd.as_fd(), DMA_BUF_SYNC_START | DMA_BUF_SYNC_RW, "start")?;
-    sync(fd.as_fd(), DMA_BUF_SYNC_END | DMA_BUF_SYNC_RW, "end")?;
+    to_importers(fd.as_fd())?;
     let before = d1.info().ctx("info")?;
     for i in 0..PAGES {
         device_reads(
@@ -461,8 +462,7 @@ pub fn unbind_importer() -> TestResult {
         .ctx("edu0 writes")?;
     let fd = buf.export().ctx("export")?;
     let imp = d1.import(fd.as_fd()).ctx("import into edu1")?;
-    sync(fd.as_fd(), DMA_BUF_SYNC_START | DMA_BUF_SYNC_RW, "start")?;
-    sync(fd.as_fd(), DMA_BUF_SYNC_END | DMA_BUF_SYNC_RW, "end")?;
+    to_importers(fd.as_fd())?;
     device_reads(&imp, 0, pg, 9500, "edu1 reads before unbind")?;
     let h = imp.into_handle();
     diag(format!(
@@ -525,16 +525,10 @@ pub fn unbind_exporter() -> TestResult {
     let pg = page();
     let len = PAGES * pg;
     let buf = d1.alloc(len as u64, BufKind::Streaming).ctx("alloc edu1")?;
-    for i in 0..PAGES {
-        d1.write_window_from(&pattern(pg, 9600 + i as u64), 0)
-            .ctx("edu1 window")?;
-        buf.xfer((i * pg) as u64, 0, pg as u32, Dir::FromDevice, 0)
-            .ctx("edu1 writes")?;
-    }
+    device_fill(&d1, &buf, 9600)?;
     let fd = buf.export().ctx("export")?;
     let imp = d0.import(fd.as_fd()).ctx("import into edu0")?;
-    sync(fd.as_fd(), DMA_BUF_SYNC_START | DMA_BUF_SYNC_RW, "start")?;
-    sync(fd.as_fd(), DMA_BUF_SYNC_END | DMA_BUF_SYNC_RW, "end")?;
+    to_importers(fd.as_fd())?;
     buf.into_handle();
     diag(format!(
         "unbinding {addr} (the exporter) while edu0 holds an import"
@@ -580,16 +574,10 @@ fn import_queue() -> TestResult {
     let buf = d0
         .alloc((PAGES * pg) as u64, BufKind::Streaming)
         .ctx("alloc on edu0")?;
-    for i in 0..PAGES {
-        d0.write_window_from(&pattern(pg, 9300 + i as u64), 0)
-            .ctx("edu0 window := pattern")?;
-        buf.xfer((i * pg) as u64, 0, pg as u32, Dir::FromDevice, 0)
-            .ctx("edu0 xfer window -> buffer")?;
-    }
+    device_fill(&d0, &buf, 9300)?;
     let fd = buf.export().ctx("export")?;
     let imp = d1.import(fd.as_fd()).ctx("import into edu1")?;
-    sync(fd.as_fd(), DMA_BUF_SYNC_START | DMA_BUF_SYNC_RW, "start")?;
-    sync(fd.as_fd(), DMA_BUF_SYNC_END | DMA_BUF_SYNC_RW, "end")?;
+    to_importers(fd.as_fd())?;
     let q = edu_dma::Queue::new(&d1);
     for i in 0..PAGES {
         // One request at a time: each leaves its page in the one window, checked before the next.
