@@ -844,6 +844,23 @@ fn with_arg<T: FromBytes + AsBytes>(
     ret.map(|()| 0)
 }
 
+/// An ioctl that creates a handle (BUF_ALLOC, BUF_IMPORT): reads the argument, runs `make`, and
+/// writes the argument back. The caller must learn the handle, or nobody could ever free it:
+/// when the write fails (`EFAULT`), `forget` frees the new handle again.
+fn with_new_handle<T: FromBytes + AsBytes>(
+    arg: usize,
+    make: impl FnOnce(&mut T) -> Result,
+    handle: impl FnOnce(&T) -> u32,
+    forget: impl FnOnce(u32),
+) -> Result<isize> {
+    let (mut reader, mut writer) =
+        UserSlice::new(UserPtr::from_addr(arg), size_of::<T>()).reader_writer();
+    let mut req: T = reader.read()?;
+    make(&mut req)?;
+    writer.write(&req).inspect_err(|_| forget(handle(&req)))?;
+    Ok(0)
+}
+
 #[vtable]
 impl MiscDevice for EduFile {
     type Ptr = Pin<KBox<Self>>;
@@ -871,22 +888,14 @@ impl MiscDevice for EduFile {
                 Ok(0)
             }
             EDU_DMA_IOC_FACTORIAL => with_arg(arg, Out::OnOk, |r| me.factorial(r)),
-            EDU_DMA_IOC_BUF_ALLOC => {
-                let (mut reader, mut writer) =
-                    UserSlice::new(UserPtr::from_addr(arg), size_of::<EduDmaBufAlloc>())
-                        .reader_writer();
-                let mut req: EduDmaBufAlloc = reader.read()?;
-                me.buf_alloc(&mut req)?;
-                // The caller must learn the handle, or nobody could ever free the buffer.
-                writer.write(&req).inspect_err(|_| {
-                    let free = EduDmaBufFree {
-                        handle: req.handle,
-                        flags: 0,
-                    };
-                    let _ = me.buf_free(&free);
-                })?;
-                Ok(0)
-            }
+            EDU_DMA_IOC_BUF_ALLOC => with_new_handle(
+                arg,
+                |r: &mut EduDmaBufAlloc| me.buf_alloc(r),
+                |r| r.handle,
+                |handle| {
+                    let _ = me.buf_free(&EduDmaBufFree { handle, flags: 0 });
+                },
+            ),
             EDU_DMA_IOC_BUF_FREE => with_arg(arg, Out::Never, |r| me.buf_free(r)),
             EDU_DMA_IOC_BUF_EXPORT => {
                 let (mut reader, mut writer) =
@@ -910,22 +919,14 @@ impl MiscDevice for EduFile {
                 dmabuf.install(fd);
                 Ok(0)
             }
-            EDU_DMA_IOC_BUF_IMPORT => {
-                let (mut reader, mut writer) =
-                    UserSlice::new(UserPtr::from_addr(arg), size_of::<EduDmaBufImport>())
-                        .reader_writer();
-                let mut req: EduDmaBufImport = reader.read()?;
-                me.buf_import(&mut req)?;
-                // As for BUF_ALLOC: a handle the caller cannot learn is dropped again.
-                writer.write(&req).inspect_err(|_| {
-                    let free = EduDmaBufFree {
-                        handle: req.handle,
-                        flags: 0,
-                    };
-                    let _ = me.buf_free(&free);
-                })?;
-                Ok(0)
-            }
+            EDU_DMA_IOC_BUF_IMPORT => with_new_handle(
+                arg,
+                |r: &mut EduDmaBufImport| me.buf_import(r),
+                |r| r.handle,
+                |handle| {
+                    let _ = me.buf_free(&EduDmaBufFree { handle, flags: 0 });
+                },
+            ),
             EDU_DMA_IOC_BUF_SYNC => with_arg(arg, Out::Never, |r| me.buf_sync(r)),
             EDU_DMA_IOC_XFER => with_arg(arg, Out::Never, |r| me.xfer(r)),
             EDU_DMA_IOC_USER_XFER => with_arg(arg, Out::Never, |r| me.user_xfer(r)),
