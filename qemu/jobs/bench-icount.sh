@@ -6,7 +6,7 @@
 # vm: --devices 2
 # vm: --disk
 # vm: --icount shift=4,sleep=off
-# vm: --append tsc_early_khz=1000000 loglevel=4
+# vm: --append tsc_early_khz=1000000 loglevel=4 dma_debug=off
 # insmod: buf_cap_kib=16384
 exec 2>/dev/console   # progress notes straight to the console: the output is the records
 edu-bench sweep $BENCH_SWEEP

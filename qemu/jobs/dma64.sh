@@ -3,3 +3,5 @@
 # vm: --mem 1G
 # insmod: dma_bits=64
 EDU_TEST_EXPECT_DMA_BITS=64 edu-tests --group all
+t rmmod-dma64 'rmmod edu_dma'
+dma_api_checks

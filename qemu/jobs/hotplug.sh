@@ -9,3 +9,4 @@ disk_mount
 edu-tests --group unplug | tee /dev/console
 t other-device-survives-unplug 'edudma --dev /dev/edu-dma0 factorial 5 >/dev/null'
 t rmmod-after-unplug 'rmmod edu_dma'
+dma_api_checks

@@ -7,3 +7,4 @@ EDU_TEST_EXPECT_IRQ=intx edu-tests --group core --group timeouts
 EDU_TEST_EXPECT_IRQ=intx EDU_TEST_FILE_CAP_KIB=1024 edu-tests --group queue
 EDU_TEST_FILE_CAP_KIB=1024 edu-tests --filter file_cap
 t rmmod-intx 'rmmod edu_dma'
+dma_api_checks

@@ -10,3 +10,5 @@ t share-edu0-edu1 'edudma share --from /dev/edu-dma0 --to /dev/edu-dma1 --size 1
 # Onward zero-copy I/O: coherent mappings are page-backed here, so GUP-fast clients take them.
 disk_mount
 edu-tests --group onward
+t rmmod-iommu 'rmmod edu_dma'
+dma_api_checks

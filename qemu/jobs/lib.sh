@@ -19,6 +19,7 @@ t() { if eval "$2"; then echo "ok $1"; else echo "not ok $1"; fi; }
 job_run() {
     # shellcheck source=/dev/null
     if [ -f /job.env ]; then . /job.env; fi
+    edu_bdfs > /tmp/edu-bdfs
     {
         # shellcheck disable=SC2046 # the parameters are words
         insmod /edu_dma.ko $(sed -n 's/^# insmod: *//p' /job.sh) || echo "not ok insmod"
@@ -42,22 +43,37 @@ disk_mount() {
     t disk-mounted 'mount -t ext4 /dev/vda /mnt && [ "$(cat /sys/block/vdb/serial)" = edu-scratch ]'
 }
 
-# leak_checks: after the debug boots' suites. rmmod, then both leak detectors must still be on (a
-# detector that gave up, kmemleak refusing a scan or DMA-API debug reading disabled, would pass
-# the checks after it without looking), then no leak of edu_dma, no DMA-API error and no mapping
-# left of either edu device.
+# edu_bdfs: the PCI addresses of the VM's edu devices, one a line (job_run saves them in
+# /tmp/edu-bdfs before the job, while every device is still plugged in).
+edu_bdfs() {
+    for d in /sys/bus/pci/devices/*; do
+        [ "$(cat "$d/vendor")" = 0x1234 ] && [ "$(cat "$d/device")" = 0x11e8 ] && echo "${d##*/}"
+    done
+}
+
+# dma_api_checks: after rmmod, in every boot (the base kernel has DMA-API debug too). DMA-API debug
+# must still be on (a detector that gave up would pass what follows without looking), then no
+# DMA-API error in the whole boot and no mapping left of any edu device (unplugged ones included).
+dma_api_checks() {
+    d=$(cat /sys/kernel/debug/dma-api/disabled)
+    if [ "$d" = N ]; then echo 'ok dma-api-enabled'; else echo "not ok dma-api-enabled - disabled: $d"; fi
+    e=$(cat /sys/kernel/debug/dma-api/error_count)
+    if [ "$e" = 0 ]; then echo 'ok dma-api-error-count-zero'; else echo "not ok dma-api-error-count-zero - $e"; fi
+    sed 's/^/ /; s/$/ /' /tmp/edu-bdfs > /tmp/edu-bdf-words
+    n=$(grep -cFf /tmp/edu-bdf-words /sys/kernel/debug/dma-api/dump)
+    [ -s /tmp/edu-bdf-words ] || n='no edu device recorded'
+    if [ "$n" = 0 ]; then echo 'ok dma-api-no-mapping-left'; else echo "not ok dma-api-no-mapping-left - $n"; fi
+}
+
+# leak_checks: after the debug boots' suites. rmmod, then kmemleak must still be on, then no leak
+# of edu_dma, then dma_api_checks.
 leak_checks() {
     t rmmod-debug 'rmmod edu_dma'
     t kmemleak-enabled 'echo scan > /sys/kernel/debug/kmemleak'
     sleep 2; echo scan > /sys/kernel/debug/kmemleak
     cat /sys/kernel/debug/kmemleak > /tmp/leaks
     if grep -q edu_dma /tmp/leaks; then echo 'not ok kmemleak-clean'; cat /tmp/leaks; else echo 'ok kmemleak-clean'; fi
-    d=$(cat /sys/kernel/debug/dma-api/disabled)
-    if [ "$d" = N ]; then echo 'ok dma-api-enabled'; else echo "not ok dma-api-enabled - disabled: $d"; fi
-    e=$(cat /sys/kernel/debug/dma-api/error_count)
-    if [ "$e" = 0 ]; then echo 'ok dma-api-error-count-zero'; else echo "not ok dma-api-error-count-zero - $e"; fi
-    n=$(grep -cE ' 0000:00:0[34].0 ' /sys/kernel/debug/dma-api/dump)
-    if [ "$n" = 0 ]; then echo 'ok dma-api-no-mapping-left'; else echo "not ok dma-api-no-mapping-left - $n"; fi
+    dma_api_checks
 }
 
 # fio_run <fio arguments>: Debian's fio from the disk of `scripts/vm --fio` (mounted at /mnt by

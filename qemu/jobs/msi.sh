@@ -22,3 +22,4 @@ t dd-write-past-end-enospc '! dd if=/tmp/pat of=/dev/edu-dma0 bs=4096 seek=1 cou
 t share-edu0-edu1 'edudma share --from /dev/edu-dma0 --to /dev/edu-dma1 --size 16K > /tmp/sh; r=$?; sed "s/^/# /" /tmp/sh; [ $r = 0 ] && grep -q "16384 bytes verified" /tmp/sh'
 edu-tests --group unbind
 t rmmod-after-close 'rmmod edu_dma'
+dma_api_checks

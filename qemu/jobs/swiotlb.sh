@@ -8,3 +8,5 @@ EDU_TEST_EXHAUSTIVE=streaming edu-tests --group buf --group user --group dmabuf 
 t share-edu0-edu1 'edudma share --from /dev/edu-dma0 --to /dev/edu-dma1 --size 16K > /tmp/sh; r=$?; sed "s/^/# /" /tmp/sh; [ $r = 0 ] && grep -q "16384 bytes verified" /tmp/sh'
 disk_mount
 edu-tests --group onward
+t rmmod-swiotlb 'rmmod edu_dma'
+dma_api_checks
