@@ -37,8 +37,7 @@ use crate::{
     engine::WATCHDOG_PERIOD,
     file::EduNode,
     raw,
-    regs::*,
-    userpages::max_segment,
+    regs::*, //
 };
 
 // SAFETY: `pci::Vendor` is `#[repr(transparent)]` over `u16`, and any `u16` is a valid vendor ID.
@@ -160,11 +159,16 @@ impl pci::Driver for EduDriver {
             // SAFETY: probe: no DMA allocation or mapping exists for this device yet, and none is
             // made concurrently (nothing else knows the device).
             unsafe { pdev.dma_set_mask_and_coherent(DmaMask::try_new(params.dma_bits)?)? };
-            // One edu command moves at most one window: keep IOMMU merging at that (or at a page,
-            // where pages are larger than the window).
+            // No segment limit: one edu command moves at most one window, but the driver cuts
+            // every bus-contiguous range at window steps itself (`split.rs`), whatever length the
+            // DMA API or an exporter hands it. A claimed limit (one window, before) is not one the
+            // device has, and exporters that ignore it (udmabuf builds its tables with
+            // `sg_alloc_table_from_pages`, merging contiguous memfd pages) then trip DMA-API
+            // debug's "mapping sg segment longer than device claims to support" (seen in the
+            // 64-bit boot, where such pages are often contiguous).
             // SAFETY: probe: no DMA mapping exists for this device yet, and none is made
             // concurrently.
-            unsafe { pdev.dma_set_max_seg_size(max_segment()) };
+            unsafe { pdev.dma_set_max_seg_size(u32::MAX) };
 
             let bar = pdev.iomap_region_sized::<BAR0_SIZE>(0, c"edu_dma")?;
             let ident = check_identity(pdev, &bar)?;
