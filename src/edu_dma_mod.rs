@@ -42,8 +42,8 @@
 //! also use `userpages` (-> `engine`), `file` also `buffer`, `device`, `engine` and `export`
 //! (-> `buffer`, `device`), `xfer` also `device` and `engine`; `driver` also `device`, `engine`,
 //! `regs` and `userpages`; `irq` -> `device`, `engine`, `regs`; `engine` also uses `raw` (its
-//! irq-safe lock, `signal`, `eventfd`). `engine` also uses `gaps`. The leaves `raw`, `split`, `gaps`, `regs` and `uapi` (used by `file` only)
-//! import no driver module.
+//! irq-safe lock, `signal`, `eventfd`) and `gaps`. The leaves `raw`, `split`, `gaps`, `regs` and
+//! `uapi` (used by `file` only) import no driver module.
 
 mod buffer;
 mod device;

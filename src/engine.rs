@@ -34,6 +34,10 @@
 //! on its eventfd (`set_eventfd`): every place that ends a request (sets its status) signals it,
 //! under the lock, so the count is one per request, whatever ends it.
 //!
+//! The gap from each DMA completion interrupt to the next command's start, and the handler's time
+//! here, are recorded under the lock ([`Engine::write_gaps`], debugfs `edu-dma<N>/gaps`; see
+//! `gaps.rs`).
+//!
 //! Lost interrupts: a periodic watchdog (the device's hrtimer, [`Engine::watchdog`]) ends the
 //! running queued command once its timeout has passed and the device reads idle (`ETIMEDOUT`,
 //! its bytes counted: they landed), or `IDLE_WAIT` later if it never does (`EIO`).

@@ -14,8 +14,13 @@ edu-bench sweep $BENCH_SWEEP
 edu-bench overhead $BENCH_OVERHEAD
 edu-bench latency --samples "$BENCH_LATENCY" --label icount
 # Completion-interrupt-to-next-start gaps (the driver's debugfs edu-dma0/gaps) and CPU time per
-# command (process + interrupt handler): XFER, pwrite/pread and COPY loops against the queue.
-edu-bench gaps $BENCH_GAPS
+# command (process + interrupt handler): XFER, pwrite/pread and COPY loops against the queue. The
+# edu interrupts and the benchmark on CPU 0: where the waiter runs changes both figures by ~10 us
+# (a wakeup on the handler's own CPU is done in the handler), and the kernel picks the IRQ's CPU.
+for a in /sys/bus/pci/drivers/edu_dma/0000:*/msi_irqs/*; do
+    [ -e "$a" ] && echo 0 > "/proc/irq/${a##*/}/smp_affinity_list"
+done
+edu-bench gaps --cpu 0 $BENCH_GAPS
 # One thread, the queues of edu-dma0..3 (poll + REAP): aggregate against edu-dma0 alone. Before
 # dma_map_benchmark takes the last device.
 edu-bench qscale --devices 4 $BENCH_QSCALE

@@ -131,6 +131,9 @@ enum Cmd {
         /// Completions the queue loop waits for per REAP.
         #[arg(long, default_value_t = 4)]
         batch: u32,
+        /// Run on this CPU only (the device's interrupt goes to CPU 0).
+        #[arg(long)]
+        cpu: Option<usize>,
     },
     /// One thread driving N devices through their queues (poll + REAP), against one device.
     Qscale {
@@ -200,7 +203,8 @@ fn main() -> ExitCode {
             commands,
             depth,
             batch,
-        } => queue::gaps(&cli.dev, &modes, commands, depth, batch),
+            cpu,
+        } => queue::gaps(&cli.dev, &modes, commands, depth, batch, cpu),
         Cmd::Qscale {
             devices,
             commands,

@@ -68,6 +68,20 @@ fn read_gaps(dev: &Path) -> io::Result<DriverGaps> {
     parse_gaps(&text).ok_or_else(|| io::Error::other("unparsable debugfs gaps"))
 }
 
+/// Runs this thread on CPU `cpu` only.
+fn pin_to_cpu(cpu: usize) -> io::Result<()> {
+    // SAFETY: an all-zero cpu_set_t is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid cpu_set_t; CPU_SET ignores CPUs beyond the set's size.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a valid cpu_set_t of the size passed.
+    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// This process's user + system CPU time (`getrusage`: the scheduler's exact runtime), ns.
 fn proc_cpu_ns() -> u64 {
     // SAFETY: an all-zero rusage is a valid value for getrusage to overwrite.
@@ -194,7 +208,17 @@ fn run(
 /// `edu-bench gaps`: for each mode, clears the driver's gaps, runs `commands` commands and
 /// reports the gaps' percentiles and the CPU time per command: this process's (`getrusage`) plus
 /// the interrupt handler's time in the driver (summed by the driver).
-pub fn gaps(dev: &Path, modes: &[Mode], commands: u32, depth: u32, batch: u32) -> io::Result<()> {
+pub fn gaps(
+    dev: &Path,
+    modes: &[Mode],
+    commands: u32,
+    depth: u32,
+    batch: u32,
+    cpu: Option<usize>,
+) -> io::Result<()> {
+    if let Some(c) = cpu {
+        pin_to_cpu(c)?;
+    }
     let d = Device::open(dev)?;
     if batch == 0 || batch >= depth {
         // The queue would run dry before each reap returns: not the steady state measured.
@@ -233,6 +257,10 @@ pub fn gaps(dev: &Path, modes: &[Mode], commands: u32, depth: u32, batch: u32) -
         );
         let mut r = Rec::new("gaps")
             .s("mode", mode.name())
+            .s(
+                "cpu",
+                &cpu.map_or_else(|| "any".to_string(), |c| c.to_string()),
+            )
             .u("cmds", cmds)
             .f("seconds", (t1 - t0) as f64 / 1e9)
             .u("recorded", g.total)
