@@ -4,6 +4,7 @@
 //! unbind (quiesce), plus the allocator of `/dev/edu-dma<N>` instance numbers.
 
 use kernel::{
+    debugfs,
     device::Core,
     dma::{
         Device as _,
@@ -85,11 +86,14 @@ impl Drop for Instance {
 /// The driver.
 pub(crate) struct EduDriver;
 
-/// Per-binding data; fields drop in order: node, interrupt, watchdog, instance number.
+/// Per-binding data; fields drop in order: node, debugfs, interrupt, watchdog, instance number.
 #[pin_data]
 pub(crate) struct EduData {
     #[pin]
     node: EduNode,
+    /// debugfs `edu-dma<N>/gaps`: the engine's command gaps (`crate::gaps`); a write clears them.
+    #[pin]
+    gaps: debugfs::File<Arc<EduDevice>>,
     #[pin]
     irq: irq::Registration<Arc<EduDevice>>,
     /// The queue's watchdog timer; dropping the handle cancels it (waiting for a running tick).
@@ -205,9 +209,20 @@ impl pci::Driver for EduDriver {
             );
 
             let watchdog = edu.clone().start(WATCHDOG_PERIOD);
+            // Best effort, like every debugfs entry: without debugfs the file simply is not there.
+            let dir = debugfs::Dir::new(&name);
             Ok(try_pin_init!(EduData {
                 irq <- pdev.request_irq(*vectors.start(), flags, c"edu_dma", Ok::<_, Error>(edu.clone())),
                 _watchdog: watchdog,
+                gaps <- dir.read_write_callback_file(
+                    c"gaps",
+                    edu.clone(),
+                    &|edu: &Arc<EduDevice>, f| edu.engine.write_gaps(f),
+                    &|edu: &Arc<EduDevice>, _| {
+                        edu.engine.clear_gaps();
+                        Ok(())
+                    },
+                ),
                 node <- EduNode::register(name, pdev.as_ref(), edu.clone()),
                 edu,
                 _instance: instance,
