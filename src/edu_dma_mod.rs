@@ -51,6 +51,7 @@ mod file;
 mod import;
 mod irq;
 mod raw;
+mod registered;
 mod regs;
 mod split;
 mod uapi;
