@@ -121,8 +121,8 @@ impl Registered {
         for (bus, n) in segs()? {
             m.sg.sync(bus, n, Owner::Device)?;
         }
-        let ret = split::segment_pieces(segs()?, |p| out.push(p, GFP_KERNEL).map_err(Error::from));
-        ret
+        let parts = segs()?;
+        split::segment_pieces(parts, |p| out.push(p, GFP_KERNEL).map_err(Error::from))
     }
 
     /// Hands `[offset, offset + len)` (checked) back to the CPU, once the device is done with it.

@@ -6,6 +6,7 @@
 //! unless the task has `CAP_IPC_LOCK`. io_uring's fixed buffers charge the same counter (and the
 //! user's `locked_vm`). `pinned_vm` is an `atomic64_t`: no mmap lock, so the charge can be
 //! refunded from any context (unbind, a closing file's release), with the mm kept by `mmgrab`.
+//! The counter and the limit are reached through the shim (static inlines in C).
 //!
 //! 7.2 gap: `kernel::mm::Mm` exposes no counters and `kernel::task` no `rlimit()` (static inline
 //! in C). Upstream home: `kernel::mm` (a pinned-vm charge) and `kernel::task` (`rlimit`).
@@ -15,36 +16,26 @@ use kernel::{
     mm::Mm,
     page::PAGE_SHIFT,
     prelude::*,
-    sync::{
-        aref::ARef,
-        atomic::{
-            Atomic,
-            Full,
-            Relaxed, //
-        },
-    },
+    sync::aref::ARef, //
 };
 
 use super::cred;
 
-/// `RLIMIT_MEMLOCK` of the current task, in pages (`rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT`).
-fn memlock_limit_pages() -> usize {
-    let task = kernel::current!().as_ptr();
-    // SAFETY: `current`'s `signal` is valid and never changes while the task runs; the limit is
-    // read with a relaxed atomic load, which is what `rlimit()`'s `READ_ONCE` does (writers,
-    // `setrlimit`, store it under the task lock; a racing reader sees the old or the new value).
-    let limit = unsafe {
-        let rlim = &raw mut (*(*task).signal).rlim[bindings::RLIMIT_MEMLOCK as usize].rlim_cur;
-        Atomic::<usize>::from_ptr(rlim).load(Relaxed)
-    };
-    limit >> PAGE_SHIFT
+// The shim (`shim.c`): `rlimit`, `atomic64_add_return` and `atomic64_sub` are static inline.
+// `improper_ctypes`: bindgen gives `mm_struct` a zero-sized member, which only matters for
+// by-value use; these take pointers.
+#[allow(improper_ctypes)]
+extern "C" {
+    fn edu_mm_pinned_vm_add_return(mm: *mut bindings::mm_struct, pages: i64) -> i64;
+    fn edu_mm_pinned_vm_sub(mm: *mut bindings::mm_struct, pages: i64);
+    fn edu_rlimit(limit: c_uint) -> c_ulong;
 }
 
-/// `mm->pinned_vm`.
-fn pinned_vm(mm: &Mm) -> &Atomic<i64> {
-    // SAFETY: `mm` is a valid `mm_struct` for the borrow; `pinned_vm` is an `atomic64_t` (whose
-    // only field is its counter) that the kernel only accesses atomically.
-    unsafe { Atomic::from_ptr(&raw mut (*mm.as_raw()).__bindgen_anon_1.pinned_vm.counter) }
+/// `RLIMIT_MEMLOCK` of the current task, in pages.
+fn memlock_limit_pages() -> u64 {
+    // SAFETY: `rlimit` reads the current task's limits, valid in any process context.
+    let bytes = unsafe { edu_rlimit(bindings::RLIMIT_MEMLOCK) };
+    (bytes as u64) >> PAGE_SHIFT
 }
 
 /// Pages charged to an mm's `pinned_vm`; refunded on drop.
@@ -61,11 +52,12 @@ impl PinnedCharge {
         let mm: ARef<Mm> = ARef::from(&**task.mm().ok_or(EFAULT)?);
         let n = i64::try_from(pages).map_err(|_| ENOMEM)?;
         let limit = i64::try_from(memlock_limit_pages()).unwrap_or(i64::MAX);
-        let counter = pinned_vm(&mm);
-        let total = counter.fetch_add(n, Full).saturating_add(n);
+        // SAFETY: `mm` is a valid mm (our `mmgrab` reference); the counter is atomic.
+        let total = unsafe { edu_mm_pinned_vm_add_return(mm.as_raw(), n) };
         // As `ib_umem_get`: add first, check, undo.
         if total > limit && !cred::capable_ipc_lock() {
-            counter.fetch_sub(n, Full);
+            // SAFETY: as above; takes back exactly what was added.
+            unsafe { edu_mm_pinned_vm_sub(mm.as_raw(), n) };
             return Err(ENOMEM);
         }
         Ok(Self { mm, pages: n })
@@ -74,6 +66,8 @@ impl PinnedCharge {
 
 impl Drop for PinnedCharge {
     fn drop(&mut self) {
-        pinned_vm(&self.mm).fetch_sub(self.pages, Full);
+        // SAFETY: `mm` is valid while `self.mm` holds its `mmgrab` reference; the charge is
+        // refunded exactly once.
+        unsafe { edu_mm_pinned_vm_sub(self.mm.as_raw(), self.pages) };
     }
 }
