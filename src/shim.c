@@ -102,6 +102,7 @@ void edu_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags)
 long long edu_mm_pinned_vm_add_return(struct mm_struct *mm, long long pages);
 void edu_mm_pinned_vm_sub(struct mm_struct *mm, long long pages);
 unsigned long edu_rlimit(unsigned int limit);
+struct mm_struct *edu_current_mm(void);
 
 /* atomic64_add_return / atomic64_sub on mm->pinned_vm (static inline), and rlimit() (static
  * inline): the RLIMIT_MEMLOCK charge of long-term pins, as ib_umem_get does it. For
@@ -119,4 +120,12 @@ void edu_mm_pinned_vm_sub(struct mm_struct *mm, long long pages)
 unsigned long edu_rlimit(unsigned int limit)
 {
 	return rlimit(limit);
+}
+
+/* current->mm (get_current is static inline). For raw/memlock.rs: the 7.2 `Task::mm` reads the
+ * field through bindgen's task_struct layout, which disagrees with C's in this build (it read a
+ * wrong field, so the charge missed the mm). */
+struct mm_struct *edu_current_mm(void)
+{
+	return current->mm;
 }

@@ -29,6 +29,7 @@ extern "C" {
     fn edu_mm_pinned_vm_add_return(mm: *mut bindings::mm_struct, pages: i64) -> i64;
     fn edu_mm_pinned_vm_sub(mm: *mut bindings::mm_struct, pages: i64);
     fn edu_rlimit(limit: c_uint) -> c_ulong;
+    fn edu_current_mm() -> *mut bindings::mm_struct;
 }
 
 /// `RLIMIT_MEMLOCK` of the current task, in pages.
@@ -48,8 +49,16 @@ impl PinnedCharge {
     /// Charges `pages` pages to the current task's mm. `ENOMEM`: the total would exceed the
     /// task's `RLIMIT_MEMLOCK` and it lacks `CAP_IPC_LOCK`; `EFAULT`: no mm (a kernel thread).
     pub(crate) fn charge(pages: usize) -> Result<Self> {
-        let task = kernel::current!();
-        let mm: ARef<Mm> = ARef::from(&**task.mm().ok_or(EFAULT)?);
+        // Through the shim, not `current!().mm()`: in this build bindgen's `task_struct` layout
+        // puts `mm` 0x30 bytes before C's, so the kernel crate's `Task::mm` reads another field.
+        // SAFETY: `current->mm` of the calling task, valid in any process context.
+        let raw = unsafe { edu_current_mm() };
+        if raw.is_null() {
+            return Err(EFAULT);
+        }
+        // SAFETY: `raw` is the current task's mm, which lives (`mm_users` > 0) while the task runs
+        // this call; `ARef::from` takes our own `mmgrab` reference before it returns.
+        let mm: ARef<Mm> = ARef::from(unsafe { Mm::from_raw(raw) });
         let n = i64::try_from(pages).map_err(|_| ENOMEM)?;
         let limit = i64::try_from(memlock_limit_pages()).unwrap_or(i64::MAX);
         // SAFETY: `mm` is a valid mm (our `mmgrab` reference); the counter is atomic.
