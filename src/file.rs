@@ -6,7 +6,7 @@
 //! Errno conventions (see `include/uapi/linux/edu_dma.h`): `ENOTTY` unknown ioctl, `EFAULT` bad
 //! pointers or unpinnable memory, `EINVAL` bad flags, reserved fields and ranges (and the export
 //! of a coherent buffer), `ENOENT` unknown handle, `EOVERFLOW` factorial above 12, `E2BIG` copy
-//! above `COPY_MAX`, `ENODEV` after unbind, `EINTR` a signal ended a wait. A wait that only task
+//! above `COPY_MAX`, `ENOSPC` a file's registrations full, `ENODEV` after unbind, `EINTR` a signal ended a wait. A wait that only task
 //! work broke (io_uring's `TWA_SIGNAL`, no signal) ends in `ERESTARTSYS` instead
 //! (`raw::signal::interrupted`), and the call restarts from its arguments: FACTORIAL, XFER and
 //! USER_XFER repeat the same transfer, COPY copies again from the start (its `done` is reset), and
@@ -507,7 +507,7 @@ impl EduFile {
 
     /// `EDU_DMA_IOC_REG_USER`: registers `[addr, addr + len)` of the caller (see `registered.rs`).
     fn reg_user(&self, req: &mut EduDmaRegUser) -> Result {
-        if req.flags != 0 || req.id != 0 {
+        if req.flags != 0 {
             return Err(EINVAL);
         }
         let (addr, len) = user_range(req.addr, req.len)?;
@@ -517,25 +517,40 @@ impl EduFile {
         if len > EDU_DMA_REG_MAX_LEN as usize {
             return Err(E2BIG);
         }
-        // The file lock is held from the count check to the insertion.
+        // Pinning takes the mmap lock, which orders before `bufs` (see `device.rs`): the count
+        // is checked before (fast `ENOSPC`) and again at the insertion, under the lock.
+        let room = |bufs: &Bufs| -> Result {
+            if bufs.regs.len() >= EDU_DMA_REG_MAX as usize {
+                return Err(ENOSPC);
+            }
+            bufs.next_reg.checked_add(1).ok_or(ENOSPC).map(|_| ())
+        };
+        room(&self.bufs.lock())?;
+        let reg = self.edu.bound(|live| Registered::new(live, addr, len))?;
         let mut bufs = self.bufs.lock();
-        if bufs.regs.len() >= EDU_DMA_REG_MAX as usize {
-            return Err(ENOSPC);
-        }
+        let ready = room(&bufs).and_then(|()| Ok(bufs.regs.reserve(1, GFP_KERNEL)?));
         let id = bufs.next_reg;
-        let next = id.checked_add(1).ok_or(ENOSPC)?;
-        // Room first: once the registration exists, nothing may fail.
-        bufs.regs.reserve(1, GFP_KERNEL)?;
-        self.edu.bound(|live| {
-            let reg = Registered::new(live, addr, len)?;
-            // Cannot fail: the room was reserved above (the `bufs` lock is still held).
-            bufs.regs
+        // Cannot fail to push once the room is reserved.
+        let ret = match ready {
+            Ok(()) => bufs
+                .regs
                 .push_within_capacity((id, reg))
-                .map_err(|_| ENOMEM)
-        })?;
-        bufs.next_reg = next;
-        req.id = id;
-        Ok(())
+                .map_err(|e| (ENOMEM, e.0 .1)),
+            Err(e) => Err((e, reg)),
+        };
+        match ret {
+            Ok(()) => {
+                bufs.next_reg = id + 1;
+                req.id = id;
+                Ok(())
+            }
+            Err((e, reg)) => {
+                drop(bufs);
+                // Unmapped, unpinned and uncharged while bound (see `EduDevice::retire`).
+                self.edu.retire(reg);
+                Err(e)
+            }
+        }
     }
 
     /// `EDU_DMA_IOC_UNREG_USER`: drops the id now; the registration goes with its last queued
