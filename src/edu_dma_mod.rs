@@ -20,6 +20,8 @@
 //! - [`export`]: dma-buf export of streaming buffers (the device's side: ownership syncs, the
 //!   buffer's lifetime while a dma-buf holds it).
 //! - [`userpages`]: pinned user memory mapped through a scatter-gather table.
+//! - [`registered`]: registered user memory (`REG_USER`): long-term pins charged to
+//!   `RLIMIT_MEMLOCK`, mapped once, revoked at unbind.
 //! - [`split`]: the arithmetic of ranges and pieces (no kernel dependency; unit-tested on the
 //!   host, shared with userspace like `uapi`).
 //! - [`device`]: per-device shared state, lifetime protocol, lock order, revocation, budget.
@@ -34,16 +36,17 @@
 //! - [`driver`]: PCI glue (probe/unbind).
 //! - [`uapi`]: the userspace API (shared with the userspace library).
 //! - [`raw`]: the unsafe layer, one leaf per subject (`cred`, `dma`, `dmabuf`, `eventfd`, `gup`,
-//!   `irqlock`, `misc`, `pci`, `signal`, `vm`): the only users of raw `bindings`, importing
+//!   `irqlock`, `memlock`, `misc`, `pci`, `signal`, `vm`): the only users of raw `bindings`, importing
 //!   nothing of the driver.
 //!
 //! Import graph (`use crate::`; `../shared/tools/src-cycles` prints it), with no cycle:
 //! `driver` -> `file` -> `xfer` -> `buffer` -> `device` -> `engine` -> `regs`; `file` and `xfer`
 //! also use `userpages` (-> `engine`), `file` also `buffer`, `device`, `engine` and `export`
-//! (-> `buffer`, `device`), `xfer` also `device` and `engine`; `driver` also `device`, `engine`,
-//! `regs` and `userpages`; `irq` -> `device`, `engine`, `regs`; `engine` also uses `raw` (its
-//! irq-safe lock, `signal`, `eventfd`) and `gaps`. The leaves `raw`, `split`, `gaps`, `regs` and
-//! `uapi` (used by `file` only) import no driver module.
+//! (-> `buffer`, `device`), `xfer` also `device` and `engine`; `driver` also `device`, `engine`
+//! and `regs`; `irq` -> `device`, `engine`, `regs`; `engine` also uses `raw` (its
+//! irq-safe lock, `signal`, `eventfd`) and `gaps`; `file` and `xfer` also use `registered` (->
+//! `device`, `userpages`). The leaves `raw`, `split`, `gaps`, `regs` and `uapi` (used by `file`
+//! only) import no driver module.
 
 mod buffer;
 mod device;
@@ -55,6 +58,7 @@ mod gaps;
 mod import;
 mod irq;
 mod raw;
+mod registered;
 mod regs;
 mod split;
 mod uapi;

@@ -6,7 +6,7 @@
 //! Errno conventions (see `include/uapi/linux/edu_dma.h`): `ENOTTY` unknown ioctl, `EFAULT` bad
 //! pointers or unpinnable memory, `EINVAL` bad flags, reserved fields and ranges (and the export
 //! of a coherent buffer), `ENOENT` unknown handle, `EOVERFLOW` factorial above 12, `E2BIG` copy
-//! above `COPY_MAX`, `ENODEV` after unbind, `EINTR` a signal ended a wait. A wait that only task
+//! above `COPY_MAX`, `ENOSPC` a file's registrations full, `ENODEV` after unbind, `EINTR` a signal ended a wait. A wait that only task
 //! work broke (io_uring's `TWA_SIGNAL`, no signal) ends in `ERESTARTSYS` instead
 //! (`raw::signal::interrupted`), and the call restarts from its arguments: FACTORIAL, XFER and
 //! USER_XFER repeat the same transfer, COPY copies again from the start (its `done` is reset), and
@@ -103,6 +103,7 @@ use crate::{
         },
         vm::vma_pgoff,
     },
+    registered::Registered,
     split::{
         self,
         WINDOW, //
@@ -145,7 +146,9 @@ uapi_bytes!(
     EduDmaSubmit,
     EduDmaCqe,
     EduDmaReap,
-    EduDmaSetEventfd
+    EduDmaSetEventfd,
+    EduDmaRegUser,
+    EduDmaUnregUser
 );
 
 /// The `file_operations` of every `/dev/edu-dma<N>`.
@@ -198,6 +201,10 @@ struct Bufs {
     /// hold this file, so they are released with it.
     zombies: KVec<Arc<Buffer>>,
     next: u32,
+    /// Registered user memory (`REG_USER`), by id; at most `EDU_DMA_REG_MAX`.
+    regs: KVec<(u32, Arc<Registered>)>,
+    /// The next registration id (ids are never reused).
+    next_reg: u32,
 }
 
 /// An open `/dev/edu-dma<N>`.
@@ -297,16 +304,21 @@ impl PinnedDrop for EduFile {
             // Unbind released (or is releasing) the holds; forget what is left.
             self.edu.engine.detach_gone(id);
         }
-        // Out of the lock first: a buffer's last drop releases DMA memory and mappings.
-        let (live, zombies) = {
+        // Out of the lock first: a buffer's last drop releases DMA memory and mappings, a
+        // registration's unmaps, unpins and refunds its memlock charge.
+        let (live, zombies, regs) = {
             let mut bufs = self.bufs.lock();
             (
                 core::mem::take(&mut bufs.live),
                 core::mem::take(&mut bufs.zombies),
+                core::mem::take(&mut bufs.regs),
             )
         };
         for buf in Iterator::chain(live.into_iter().map(|e| e.buf), zombies) {
             self.edu.retire(buf);
+        }
+        for (_, reg) in regs {
+            self.edu.retire(reg);
         }
     }
 }
@@ -493,6 +505,84 @@ impl EduFile {
             .bound(|_| self.buffer(req.handle)?.sync(off, end - off, to))
     }
 
+    /// `EDU_DMA_IOC_REG_USER`: registers `[addr, addr + len)` of the caller (see `registered.rs`).
+    fn reg_user(&self, req: &mut EduDmaRegUser) -> Result {
+        if req.flags != 0 {
+            return Err(EINVAL);
+        }
+        let (addr, len) = user_range(req.addr, req.len)?;
+        if addr % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
+            return Err(EINVAL);
+        }
+        if len > EDU_DMA_REG_MAX_LEN as usize {
+            return Err(E2BIG);
+        }
+        // Pinning takes the mmap lock, which orders before `bufs` (see `device.rs`): the count
+        // is checked before (fast `ENOSPC`) and again at the insertion, under the lock.
+        let room = |bufs: &Bufs| -> Result {
+            if bufs.regs.len() >= EDU_DMA_REG_MAX as usize {
+                return Err(ENOSPC);
+            }
+            bufs.next_reg.checked_add(1).ok_or(ENOSPC).map(|_| ())
+        };
+        room(&self.bufs.lock())?;
+        let reg = self.edu.bound(|live| Registered::new(live, addr, len))?;
+        let mut bufs = self.bufs.lock();
+        let ready = room(&bufs).and_then(|()| Ok(bufs.regs.reserve(1, GFP_KERNEL)?));
+        let id = bufs.next_reg;
+        // Cannot fail to push once the room is reserved.
+        let ret = match ready {
+            Ok(()) => bufs
+                .regs
+                .push_within_capacity((id, reg))
+                .map_err(|e| (ENOMEM, e.0 .1)),
+            Err(e) => Err((e, reg)),
+        };
+        match ret {
+            Ok(()) => {
+                bufs.next_reg = id + 1;
+                req.id = id;
+                Ok(())
+            }
+            Err((e, reg)) => {
+                drop(bufs);
+                // Unmapped, unpinned and uncharged while bound (see `EduDevice::retire`).
+                self.edu.retire(reg);
+                Err(e)
+            }
+        }
+    }
+
+    /// `EDU_DMA_IOC_UNREG_USER`: drops the id now; the registration goes with its last queued
+    /// request (or now, if none uses it).
+    fn unreg_user(&self, req: &EduDmaUnregUser) -> Result {
+        if req.flags != 0 {
+            return Err(EINVAL);
+        }
+        let reg = {
+            let mut bufs = self.bufs.lock();
+            let i = bufs
+                .regs
+                .iter()
+                .position(|(id, _)| *id == req.id)
+                .ok_or(ENOENT)?;
+            bufs.regs.remove(i)?.1
+        };
+        self.edu.retire(reg);
+        Ok(())
+    }
+
+    /// The registration of `id`. Call it inside `bound` only, and drop the reference there (as
+    /// for [`EduFile::buffer`]).
+    fn registration(&self, id: u32) -> Result<Arc<Registered>> {
+        let bufs = self.bufs.lock();
+        bufs.regs
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, r)| r.clone())
+            .ok_or(ENOENT)
+    }
+
     fn xfer(&self, req: &EduDmaXfer) -> Result {
         let dir = direction(req.flags)?;
         if req.reserved != 0 {
@@ -653,6 +743,21 @@ impl EduFile {
                     room()?;
                     let buf = self.buffer(r.handle)?;
                     let q = xfer::queued_buffer_xfer(buf, off, win, count, dir, cookie, tmo)?;
+                    live.submit(id, q)
+                })
+            }
+            EDU_DMA_OP_REG_XFER => {
+                let dir = direction(r.flags)?;
+                if r.dst != 0 || r.dst_handle != 0 {
+                    return Err(EINVAL);
+                }
+                let count = u32::try_from(r.len).map_err(|_| EINVAL)?;
+                let (win, count) = window_range(r.win_offset, count)?;
+                self.edu.bound(|live| {
+                    let reg = self.registration(r.handle)?;
+                    let (off, _) = reg.check_range(r.addr, count as u64)?;
+                    room()?;
+                    let q = xfer::queued_reg_xfer(reg, off, win, count, dir, cookie, tmo)?;
                     live.submit(id, q)
                 })
             }
@@ -870,7 +975,7 @@ impl MiscDevice for EduFile {
         KBox::try_pin_init(
             try_pin_init!(EduFile {
                 edu,
-                bufs <- new_mutex!(Bufs { live: KVec::new(), zombies: KVec::new(), next: 1 }, "EduFile::bufs"),
+                bufs <- new_mutex!(Bufs { live: KVec::new(), zombies: KVec::new(), next: 1, regs: KVec::new(), next_reg: 1 }, "EduFile::bufs"),
                 qid: Atomic::new(0),
                 queue <- new_mutex!((), "EduFile::queue"),
             }),
@@ -947,6 +1052,15 @@ impl MiscDevice for EduFile {
                 me.reap(&req)
             }
             EDU_DMA_IOC_SET_EVENTFD => with_arg(arg, Out::Never, |r| me.set_eventfd(r)),
+            EDU_DMA_IOC_REG_USER => with_new_handle(
+                arg,
+                |r: &mut EduDmaRegUser| me.reg_user(r),
+                |r| r.id,
+                |id| {
+                    let _ = me.unreg_user(&EduDmaUnregUser { id, flags: 0 });
+                },
+            ),
+            EDU_DMA_IOC_UNREG_USER => with_arg(arg, Out::Never, |r| me.unreg_user(r)),
             _ => Err(ENOTTY),
         }
     }

@@ -3,10 +3,11 @@
  * C shim for edu_dma.ko: kernel APIs that exist only as static inlines (or macros) and have no
  * rust/helpers wrapper in Linux 7.2, so Rust cannot reach them through `kernel::bindings`.
  * Each function is a one-line forwarder; the leaf of src/raw/ that needs it declares it and is
- * its only user (dma.rs, dmabuf.rs, gup.rs, irqlock.rs, pci.rs, signal.rs).
+ * its only user (dma.rs, dmabuf.rs, gup.rs, irqlock.rs, memlock.rs, pci.rs, signal.rs).
  */
 #include <linux/dma-mapping.h>
 #include <linux/pci.h>
+#include <linux/mm_types.h>
 #include <linux/sched/signal.h>
 #include <linux/spinlock.h>
 #include <linux/uio.h>
@@ -96,4 +97,35 @@ int edu_spin_trylock_irqsave(spinlock_t *lock, unsigned long *flags)
 void edu_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags)
 {
 	spin_unlock_irqrestore(lock, flags);
+}
+
+long long edu_mm_pinned_vm_add_return(struct mm_struct *mm, long long pages);
+void edu_mm_pinned_vm_sub(struct mm_struct *mm, long long pages);
+unsigned long edu_rlimit(unsigned int limit);
+struct mm_struct *edu_current_mm(void);
+
+/* atomic64_add_return / atomic64_sub on mm->pinned_vm (static inline), and rlimit() (static
+ * inline): the RLIMIT_MEMLOCK charge of long-term pins, as ib_umem_get does it. For
+ * raw/memlock.rs. */
+long long edu_mm_pinned_vm_add_return(struct mm_struct *mm, long long pages)
+{
+	return atomic64_add_return(pages, &mm->pinned_vm);
+}
+
+void edu_mm_pinned_vm_sub(struct mm_struct *mm, long long pages)
+{
+	atomic64_sub(pages, &mm->pinned_vm);
+}
+
+unsigned long edu_rlimit(unsigned int limit)
+{
+	return rlimit(limit);
+}
+
+/* current->mm (get_current is static inline). For raw/memlock.rs: the 7.2 `Task::mm` reads the
+ * field through bindgen's task_struct layout, which disagrees with C's in this build (it read a
+ * wrong field, so the charge missed the mm). */
+struct mm_struct *edu_current_mm(void)
+{
+	return current->mm;
 }

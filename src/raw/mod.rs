@@ -27,6 +27,7 @@ pub(crate) mod dmabuf_import;
 pub(crate) mod eventfd;
 pub(crate) mod gup;
 pub(crate) mod irqlock;
+pub(crate) mod memlock;
 pub(crate) mod misc;
 pub(crate) mod pci;
 pub(crate) mod signal;

@@ -36,6 +36,7 @@ mod layout;
 mod mapping;
 pub mod pattern;
 mod queue;
+mod registered;
 pub mod size;
 
 pub use import::Imported;
@@ -45,6 +46,7 @@ pub use pattern::{
     fill_pattern, fill_pattern_inverted, first_mismatch, pattern, pattern_byte, pattern_mismatch,
 };
 pub use queue::Queue;
+pub use registered::Registered;
 pub use size::{format_size, parse_size, SizeError};
 
 use uapi::*;

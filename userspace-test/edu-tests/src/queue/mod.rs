@@ -4,12 +4,14 @@
 //! request's errno (`errors.rs`), close and `SIGKILL` with queued work (the buffer budget comes
 //! back), lost interrupts in the middle of a queue, a synchronous caller beside the queue; with
 //! the driver's other features (`interplay.rs`): a dma-buf of a buffer queued requests write,
-//! io_uring task work during a blocking `REAP`; the eventfd counting completions (`eventfd.rs`).
+//! io_uring task work during a blocking `REAP`; the eventfd counting completions (`eventfd.rs`);
+//! registered user memory (`reg.rs`).
 //! Unbind with a full queue is `unbind.queue` (the opt-in group). About 200 DMA commands.
 
 mod errors;
 mod eventfd;
 mod interplay;
+mod reg;
 
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
@@ -40,6 +42,11 @@ pub fn tests() -> Vec<Test> {
         test("signal_reap", interplay::signal_reap),
         test("eventfd_counts", eventfd::counts),
         test("eventfd_errors", eventfd::errors),
+        test("reg_data", reg::data),
+        test("reg_errors", reg::errors),
+        test("reg_memlock", reg::memlock),
+        test("reg_unreg_queued", reg::unreg_queued),
+        test("reg_close", reg::close),
     ]
 }
 
