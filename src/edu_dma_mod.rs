@@ -31,7 +31,7 @@
 //! - [`driver`]: PCI glue (probe/unbind).
 //! - [`uapi`]: the userspace API (shared with the userspace library).
 //! - [`raw`]: the unsafe layer, one leaf per subject (`cred`, `dma`, `dmabuf`, `eventfd`, `gup`,
-//!   `irqlock`, `misc`, `pci`, `signal`, `vm`): the only users of raw `bindings`, importing
+//!   `irqlock`, `misc`, `pci`, `signal`, `uring`, `vm`): the only users of raw `bindings`, importing
 //!   nothing of the driver.
 //!
 //! Import graph (`use crate::`; `../shared/tools/src-cycles` prints it), with no cycle:
@@ -39,7 +39,7 @@
 //! also use `userpages` (-> `engine`), `file` also `buffer`, `device`, `engine` and `export`
 //! (-> `buffer`, `device`), `xfer` also `device` and `engine`; `driver` also `device`, `engine`,
 //! `regs` and `userpages`; `irq` -> `device`, `engine`, `regs`; `engine` also uses `raw` (its
-//! irq-safe lock, `signal`, `eventfd`). The leaves `raw`, `split`, `regs` and `uapi` (used by `file` only)
+//! irq-safe lock, `signal`, `eventfd`, `uring`). The leaves `raw`, `split`, `regs` and `uapi` (used by `file` only)
 //! import no driver module.
 
 mod buffer;

@@ -384,3 +384,5 @@ pub const EDU_DMA_IOC_REAP: u32 = ioc(IOC_WRITE, 0x41, core::mem::size_of::<EduD
 /// `EDU_DMA_IOC_SET_EVENTFD`.
 pub const EDU_DMA_IOC_SET_EVENTFD: u32 =
     ioc(IOC_WRITE, 0x42, core::mem::size_of::<EduDmaSetEventfd>());
+/// `EDU_DMA_URING_CMD_XFER`: the `cmd_op` of an `IORING_OP_URING_CMD` carrying one request.
+pub const EDU_DMA_URING_CMD_XFER: u32 = ioc(IOC_WRITE, 0x48, core::mem::size_of::<EduDmaReq>());

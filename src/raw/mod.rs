@@ -30,6 +30,7 @@ pub(crate) mod irqlock;
 pub(crate) mod misc;
 pub(crate) mod pci;
 pub(crate) mod signal;
+pub(crate) mod uring;
 pub(crate) mod vm;
 
 use core::ptr;

@@ -205,6 +205,7 @@ pub fn uapi_layout_report() -> String {
         EDU_DMA_IOC_SUBMIT,
         EDU_DMA_IOC_REAP,
         EDU_DMA_IOC_SET_EVENTFD,
+        EDU_DMA_URING_CMD_XFER,
     );
     constants!(
         o,
@@ -279,7 +280,7 @@ mod tests {
     fn ioctl_numbers_match_nix() {
         use nix::{request_code_read as r, request_code_readwrite as rw, request_code_write as w};
         let m = EDU_DMA_IOC_MAGIC as u8;
-        let cases: [(u32, u64); 14] = [
+        let cases: [(u32, u64); 15] = [
             (
                 EDU_DMA_IOC_INFO,
                 r!(m, 0x00, size_of::<EduDmaInfo>()) as u64,
@@ -335,6 +336,10 @@ mod tests {
             (
                 EDU_DMA_IOC_SET_EVENTFD,
                 w!(m, 0x42, size_of::<EduDmaSetEventfd>()) as u64,
+            ),
+            (
+                EDU_DMA_URING_CMD_XFER,
+                w!(m, 0x48, size_of::<EduDmaReq>()) as u64,
             ),
         ];
         for (ours, theirs) in cases {
