@@ -57,11 +57,17 @@ fn caps(set: Option<&[CapData; 2]>) -> io::Result<[CapData; 2]> {
 /// (restored right after): only then does io_uring account registered buffers, in `locked_vm` and
 /// `VmPin`, which the tests check.
 pub(super) fn ring() -> Result<IoUring, String> {
+    ring_with(8)
+}
+
+/// [`ring`] with `entries` SQEs of type `S` (`squeue::Entry128`: an `IORING_SETUP_SQE128` ring,
+/// for the driver's `IORING_OP_URING_CMD`, `queue.uring_*`).
+pub(crate) fn ring_with<S: squeue::EntryMarker>(entries: u32) -> Result<IoUring<S>, String> {
     let saved = caps(None).ctx("capget")?;
     let mut without = saved;
     without[0].effective &= !(1 << CAP_IPC_LOCK);
     caps(Some(&without)).ctx("capset without CAP_IPC_LOCK")?;
-    let r = IoUring::new(8);
+    let r = IoUring::<S>::builder().build(entries);
     caps(Some(&saved)).ctx("capset (restore)")?;
     r.ctx("io_uring_setup")
 }
@@ -71,7 +77,7 @@ pub(super) fn ring() -> Result<IoUring, String> {
 /// # Safety
 /// Every buffer `e` names (by address or by fixed-buffer index) must be valid for the operation
 /// until this returns (it returns only after the completion).
-pub(super) unsafe fn run(ring: &mut IoUring, e: squeue::Entry) -> io::Result<usize> {
+pub(crate) unsafe fn run<S: squeue::EntryMarker>(ring: &mut IoUring<S>, e: S) -> io::Result<usize> {
     // SAFETY: forwarded to the caller.
     unsafe { ring.submission().push(&e) }.map_err(|_| io::Error::other("submission queue full"))?;
     ring.submit_and_wait(1)?;
