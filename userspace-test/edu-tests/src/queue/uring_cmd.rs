@@ -49,7 +49,8 @@ fn sqe(dev: &Device, req: &EduDmaReq, user_data: u64) -> squeue::Entry128 {
     sqe_op(dev, EDU_DMA_URING_CMD_XFER, req, user_data)
 }
 
-fn sqe_op(dev: &Device, op: u32, req: &EduDmaReq, user_data: u64) -> squeue::Entry128 {
+/// [`sqe`] with `cmd_op` `op` (also for the fuzzer, `stress/fuzz/uring.rs`).
+pub(crate) fn sqe_op(dev: &Device, op: u32, req: &EduDmaReq, user_data: u64) -> squeue::Entry128 {
     opcode::UringCmd80::new(types::Fd(dev.fd()), op)
         .cmd(cmd_area(req))
         .build()
@@ -70,8 +71,9 @@ unsafe fn submit(ring: &mut Ring, sqes: &[squeue::Entry128]) -> TestResult {
     ensure_eq(n, sqes.len(), "SQEs submitted")
 }
 
-/// Waits for `n` completions (each wait up to [`WAIT`]): `(user_data, res)` in completion order.
-fn wait(ring: &mut Ring, n: usize) -> Result<Vec<(u64, i32)>, String> {
+/// Waits for `n` completions (each wait up to [`WAIT`]): `(user_data, res)` in completion order;
+/// later ones stay in the ring.
+pub(crate) fn wait(ring: &mut Ring, n: usize) -> Result<Vec<(u64, i32)>, String> {
     let mut out = Vec::new();
     let ts = types::Timespec::from(WAIT);
     while out.len() < n {
@@ -82,7 +84,13 @@ fn wait(ring: &mut Ring, n: usize) -> Result<Vec<(u64, i32)>, String> {
             }
             r => r.ctx("io_uring_enter (wait)")?,
         };
-        out.extend(ring.completion().map(|c| (c.user_data(), c.result())));
+        // At most `n`: later ones stay in the ring for the next wait.
+        let more = n - out.len();
+        out.extend(
+            ring.completion()
+                .take(more)
+                .map(|c| (c.user_data(), c.result())),
+        );
     }
     Ok(out)
 }
