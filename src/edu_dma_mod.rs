@@ -25,6 +25,9 @@
 //! - [`device`]: per-device shared state, lifetime protocol, lock order, revocation, budget.
 //! - [`engine`]: the command engine (one command at a time on BAR0, completed by the IRQ): the
 //!   synchronous holds and the per-file queues, round robin, cancellation.
+//! - [`gaps`]: the ring of completion-interrupt-to-next-command gaps the engine records (no
+//!   kernel dependency; unit-tested on the host, shared with userspace like `split`), read
+//!   through debugfs.
 //! - [`irq`]: the interrupt handler (hard IRQ: completes a queued command and starts the next)
 //!   and the queue's watchdog timer.
 //! - [`regs`]: the register map.
@@ -39,8 +42,8 @@
 //! also use `userpages` (-> `engine`), `file` also `buffer`, `device`, `engine` and `export`
 //! (-> `buffer`, `device`), `xfer` also `device` and `engine`; `driver` also `device`, `engine`,
 //! `regs` and `userpages`; `irq` -> `device`, `engine`, `regs`; `engine` also uses `raw` (its
-//! irq-safe lock, `signal`, `eventfd`, `uring`). The leaves `raw`, `split`, `regs` and `uapi` (used by `file` only)
-//! import no driver module.
+//! irq-safe lock, `signal`, `eventfd`, `uring`) and `gaps`. The leaves `raw`, `split`, `gaps`,
+//! `regs` and `uapi` (used by `file` only) import no driver module.
 
 mod buffer;
 mod device;
@@ -48,6 +51,7 @@ mod driver;
 mod engine;
 mod export;
 mod file;
+mod gaps;
 mod import;
 mod irq;
 mod raw;

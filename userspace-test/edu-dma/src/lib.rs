@@ -25,6 +25,11 @@ pub mod uapi;
 #[path = "../../../src/split.rs"]
 pub mod split;
 
+/// The driver's ring of command gaps and its debugfs text format, shared verbatim with the
+/// kernel module and unit-tested here by `cargo test`.
+#[path = "../../../src/gaps.rs"]
+pub mod gaps;
+
 pub mod dmabuf;
 mod import;
 mod layout;
