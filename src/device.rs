@@ -84,7 +84,10 @@ use crate::{
         EngineHold,
         Request, //
     },
-    raw::pci::PciLocation,
+    raw::{
+        pci::PciLocation,
+        uring::UringCmd, //
+    },
     regs::Bar0,
 };
 
@@ -337,6 +340,23 @@ impl Live<'_> {
             .map_err(|(e, hold)| {
                 drop(hold);
                 e
+            })
+    }
+
+    /// [`Live::submit`] of a request that came as io_uring command `cmd` (see
+    /// [`Engine::submit_cmd`]); refused, the command comes back with the error.
+    pub(crate) fn submit_cmd(
+        &self,
+        id: u64,
+        req: Request,
+        cmd: UringCmd,
+    ) -> core::result::Result<(), (Error, Option<UringCmd>)> {
+        self.edu
+            .engine
+            .submit_cmd(id, req, Some(cmd), self.bar)
+            .map_err(|(e, hold, cmd)| {
+                drop(hold);
+                (e, cmd)
             })
     }
 

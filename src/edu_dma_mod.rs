@@ -36,7 +36,7 @@
 //! - [`driver`]: PCI glue (probe/unbind).
 //! - [`uapi`]: the userspace API (shared with the userspace library).
 //! - [`raw`]: the unsafe layer, one leaf per subject (`cred`, `dma`, `dmabuf`, `eventfd`, `gup`,
-//!   `irqlock`, `memlock`, `misc`, `pci`, `signal`, `vm`): the only users of raw `bindings`, importing
+//!   `irqlock`, `memlock`, `misc`, `pci`, `signal`, `uring`, `vm`): the only users of raw `bindings`, importing
 //!   nothing of the driver.
 //!
 //! Import graph (`use crate::`; `../shared/tools/src-cycles` prints it), with no cycle:
@@ -44,7 +44,7 @@
 //! also use `userpages` (-> `engine`), `file` also `buffer`, `device`, `engine` and `export`
 //! (-> `buffer`, `device`), `xfer` also `device` and `engine`; `driver` also `device`, `engine`
 //! and `regs`; `irq` -> `device`, `engine`, `regs`; `engine` also uses `raw` (its
-//! irq-safe lock, `signal`, `eventfd`) and `gaps`; `file` and `xfer` also use `registered` (->
+//! irq-safe lock, `signal`, `eventfd`, `uring`) and `gaps`; `file` and `xfer` also use `registered` (->
 //! `device`, `userpages`). The leaves `raw`, `split`, `gaps`, `regs` and `uapi` (used by `file`
 //! only) import no driver module.
 

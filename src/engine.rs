@@ -31,8 +31,12 @@
 //! never hold it when the handler interrupts it on the same CPU.
 //!
 //! Completions are reaped (`REAP`), polled (`poll_cv`: `POLLIN`) and, if the file set one, counted
-//! on its eventfd (`set_eventfd`): every place that ends a request (sets its status) signals it,
-//! under the lock, so the count is one per request, whatever ends it.
+//! on its eventfd (`set_eventfd`): every place that ends a request ([`end`], under the lock) signals
+//! it, so the count is one per request, whatever ends it. A request that came as an io_uring
+//! command ([`Engine::submit_cmd`]) also queues its command's task work there (from the hard
+//! handler too: `io_uring_cmd_done` must not run in hard-IRQ context), which takes the
+//! completion ([`Engine::take`]), drops the hold in process context and posts the CQE; io_uring's
+//! cancellation ([`Engine::cancel`]) ends it like a close ends a file's requests, one request.
 //!
 //! The gap from each DMA completion interrupt to the next command's start, and the handler's time
 //! here, are recorded under the lock ([`Engine::write_gaps`], debugfs `edu-dma<N>/gaps`; see
@@ -90,6 +94,7 @@ use crate::{
             IrqSpinLockGuard, //
         },
         signal,
+        uring::UringCmd,
     },
     regs::*,
     split::{
@@ -168,6 +173,10 @@ struct Slot {
     done: usize,
     /// `None` while in flight; then 0 or a negative errno.
     status: Option<i32>,
+    /// The io_uring command the request came as: ended with it ([`end`]).
+    cmd: Option<UringCmd>,
+    /// io_uring cancelled it while it ran: it ends `ECANCELED` after its current step.
+    cancelled: bool,
 }
 
 /// The queue of one file: its slots, in submission order (in flight and completed alike).
@@ -181,11 +190,16 @@ struct FileQueue {
     eventfd: Option<EventFd>,
 }
 
-/// A request of the file with eventfd `eventfd` ended: one count (under the engine lock, also in
-/// hard-IRQ context: `EventFd::signal` takes only the eventfd's own irq-safe lock).
-fn ended(eventfd: &Option<EventFd>) {
+/// Ends request `slot` of the file with eventfd `eventfd` with `status`: one count on the eventfd,
+/// and its io_uring command's task work queued (under the engine lock, also in hard-IRQ context:
+/// `EventFd::signal` takes only the eventfd's own irq-safe lock, task work is queued locklessly).
+fn end(slot: &mut Slot, status: i32, eventfd: &Option<EventFd>) {
+    slot.status = Some(status);
     if let Some(e) = eventfd {
         e.signal();
+    }
+    if let Some(cmd) = slot.cmd.take() {
+        cmd.complete_in_task();
     }
 }
 
@@ -382,8 +396,7 @@ impl Engine {
         for fq in st.files.iter_mut() {
             for slot in fq.slots.iter_mut() {
                 if slot.status.is_none() && Some(slot.seq) != running {
-                    slot.status = Some(ENODEV.to_errno());
-                    ended(&fq.eventfd);
+                    end(slot, ENODEV.to_errno(), &fq.eventfd);
                 }
             }
         }
@@ -420,6 +433,14 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// [`Engine::wait_released`], uninterruptibly: for task work, which cannot restart.
+    pub(crate) fn wait_released_uninterruptible(&self) {
+        let mut st = self.state.lock();
+        while !st.released {
+            self.cv.wait(&mut st);
+        }
     }
 
     /// Takes one hold of a request that is no longer in flight (of file `file`, or of any file
@@ -477,16 +498,33 @@ impl Engine {
         req: Request,
         bar: &Bar0,
     ) -> core::result::Result<(), (Error, Option<Hold>)> {
+        self.submit_cmd(id, req, None, bar)
+            .map_err(|(e, hold, _)| (e, hold))
+    }
+
+    /// [`Engine::submit`] of a request that came as io_uring command `cmd`, which the engine
+    /// tags with the request's sequence number (under the lock, before anything can end it) and
+    /// ends with the request ([`end`]). Refused, the command comes back too.
+    pub(crate) fn submit_cmd(
+        &self,
+        id: u64,
+        req: Request,
+        cmd: Option<UringCmd>,
+        bar: &Bar0,
+    ) -> core::result::Result<(), (Error, Option<Hold>, Option<UringCmd>)> {
         let mut st = self.state.lock();
         if st.closed {
-            return Err((ENODEV, req.hold));
+            return Err((ENODEV, req.hold, cmd));
         }
         let seq = st.next_seq;
         let Some(fq) = st.files.iter_mut().find(|fq| fq.id == id) else {
-            return Err((ENODEV, req.hold));
+            return Err((ENODEV, req.hold, cmd));
         };
         if fq.closing || fq.slots.len() >= fq.slots.capacity() {
-            return Err((EAGAIN, req.hold));
+            return Err((EAGAIN, req.hold, cmd));
+        }
+        if let Some(c) = &cmd {
+            c.set_tag(seq);
         }
         let slot = Slot {
             seq,
@@ -497,10 +535,13 @@ impl Engine {
             next: 0,
             done: 0,
             status: None,
+            cmd,
+            cancelled: false,
         };
         // Cannot fail: the capacity was checked above (no allocation under the lock).
         if let Err(e) = fq.slots.push_within_capacity(slot) {
-            return Err((EAGAIN, e.0.hold));
+            let mut slot = e.0;
+            return Err((EAGAIN, slot.hold.take(), slot.cmd.take()));
         }
         st.next_seq += 1;
         self.dispatch(&mut st, bar);
@@ -681,23 +722,56 @@ impl Engine {
     /// by the caller outside the lock, while the device is bound) one at a time through `put`.
     pub(crate) fn remove_done(&self, id: u64, done: &[Done], mut put: impl FnMut(Hold)) {
         for d in done {
-            let hold = {
-                let mut st = self.state.lock();
-                let Some(fq) = st.files.iter_mut().find(|fq| fq.id == id) else {
-                    return;
-                };
-                let Some(i) = fq.slots.iter().position(|s| s.seq == d.seq) else {
-                    continue;
-                };
-                match fq.slots.remove(i) {
-                    Ok(mut slot) => slot.hold.take(),
-                    Err(_) => None,
-                }
-            };
-            if let Some(h) = hold {
+            if let Some((_, Some(h))) = self.take(id, d.seq) {
                 put(h);
             }
-            // A slot left: the queue has room.
+        }
+    }
+
+    /// Removes the ended request `seq` of file `id`: its completion and its hold (to be dropped
+    /// by the caller outside the lock, while the device is bound; `None` once unbind released
+    /// it). `None` if there is no such request, or it has not ended.
+    pub(crate) fn take(&self, id: u64, seq: u64) -> Option<(Done, Option<Hold>)> {
+        let taken = {
+            let mut st = self.state.lock();
+            let fq = st.files.iter_mut().find(|fq| fq.id == id)?;
+            let i = fq
+                .slots
+                .iter()
+                .position(|s| s.seq == seq && s.status.is_some())?;
+            fq.slots.remove(i).ok()
+        };
+        // A slot left: the queue has room.
+        self.cv.notify_all();
+        let mut slot = taken?;
+        let done = Done {
+            cookie: slot.cookie,
+            status: slot.status?,
+            done: slot.done as u64,
+            seq,
+        };
+        Some((done, slot.hold.take()))
+    }
+
+    /// io_uring cancels request `seq` of file `id`: if it has not started, it ends `ECANCELED`
+    /// now; if it runs, after its current step. Nothing if it has ended, or is unknown.
+    pub(crate) fn cancel(&self, id: u64, seq: u64) {
+        let mut st = self.state.lock();
+        let running = st.running.map(|r| r.seq);
+        let Some(fq) = st.files.iter_mut().find(|fq| fq.id == id) else {
+            return;
+        };
+        let Some(slot) = fq
+            .slots
+            .iter_mut()
+            .find(|s| s.seq == seq && s.status.is_none())
+        else {
+            return;
+        };
+        if running == Some(seq) {
+            slot.cancelled = true;
+        } else {
+            end(slot, ecanceled().to_errno(), &fq.eventfd);
             self.cv.notify_all();
         }
     }
@@ -715,8 +789,7 @@ impl Engine {
             fq.closing = true;
             for slot in fq.slots.iter_mut() {
                 if slot.status.is_none() && Some(slot.seq) != running {
-                    slot.status = Some(ecanceled().to_errno());
-                    ended(&fq.eventfd);
+                    end(slot, ecanceled().to_errno(), &fq.eventfd);
                 }
             }
             while st.running.is_some_and(|r| r.file == id) {
@@ -797,8 +870,7 @@ impl Engine {
             return;
         };
         let Some(&cmd) = slot.cmds.get(slot.next) else {
-            slot.status = Some(EINVAL.to_errno());
-            ended(&fq.eventfd);
+            end(slot, EINVAL.to_errno(), &fq.eventfd);
             self.cv.notify_all();
             return;
         };
@@ -813,8 +885,7 @@ impl Engine {
         .is_err()
         {
             // Never programmed: a bad range (not reached: ranges are checked at submit).
-            slot.status = Some(EINVAL.to_errno());
-            ended(&fq.eventfd);
+            end(slot, EINVAL.to_errno(), &fq.eventfd);
             self.cv.notify_all();
             return;
         }
@@ -862,12 +933,11 @@ impl Engine {
                     Ok(()) if slot.next >= slot.cmds.len() => Some(0),
                     Ok(()) if mid_step => None,
                     Ok(()) if closed => Some(ENODEV.to_errno()),
-                    Ok(()) if closing => Some(ecanceled().to_errno()),
+                    Ok(()) if closing || slot.cancelled => Some(ecanceled().to_errno()),
                     Ok(()) => None,
                 };
-                slot.status = status;
-                if status.is_some() {
-                    ended(&fq.eventfd);
+                if let Some(status) = status {
+                    end(slot, status, &fq.eventfd);
                 }
                 if status.is_none() && mid_step {
                     more = Some(run.seq);
@@ -882,8 +952,7 @@ impl Engine {
                 if let Some(seq) = more {
                     if let Some(fq) = st.files.iter_mut().find(|fq| fq.id == run.file) {
                         if let Some(slot) = fq.slots.iter_mut().find(|s| s.seq == seq) {
-                            slot.status = Some(ENODEV.to_errno());
-                            ended(&fq.eventfd);
+                            end(slot, ENODEV.to_errno(), &fq.eventfd);
                         }
                     }
                 }

@@ -19,6 +19,15 @@
 //! `poll` reports them (`POLLIN`) and room (`POLLOUT`). Close cancels the file's requests. A
 //! signal never ends a queued request: only the waits of `REAP` (`EINTR`, or `ERESTARTSYS` for
 //! task work, when no completion is waiting).
+//!
+//! io_uring: an `IORING_OP_URING_CMD` (`EDU_DMA_URING_CMD_XFER`) carries one request in its
+//! 128-byte SQE, parsed and queued like a `SUBMIT` request (`submit_one`) on a second queue of the
+//! file's (`uqid`: REAP, poll and the eventfd see only the first), with the command attached. The
+//! engine ends the command with the request; its task work (`uring_task`) takes the completion,
+//! drops the hold inside `bound` (or, after unbind, once unbind released it) and returns the CQE
+//! result: bytes done, or the request's errno. io_uring's cancellation (ring torn down, task
+//! exiting) cancels the request (`Engine::cancel`). A command holds its file, so the file is not
+//! released while one is in flight: close of the edu fd changes nothing for them.
 
 use kernel::{
     fs::{
@@ -83,7 +92,8 @@ use crate::{
     },
     engine::{
         Dir,
-        Done, //
+        Done,
+        Request, //
     },
     export::{
         self,
@@ -100,6 +110,10 @@ use crate::{
             Fops,
             MiscNode,
             NodeFile, //
+        },
+        uring::{
+            Issue,
+            UringCmd, //
         },
         vm::vma_pgoff,
     },
@@ -184,6 +198,34 @@ unsafe impl NodeFile for EduFile {
         }
         mask
     }
+
+    /// `IORING_OP_URING_CMD`: `EDU_DMA_URING_CMD_XFER` queues the request in the 128-byte SQE
+    /// (see the module comment); any other `cmd_op` is `ENOTTY`, like an unknown ioctl.
+    fn uring_cmd(
+        me: Pin<&EduFile>,
+        issue: &Issue<'_>,
+        cmd: UringCmd,
+    ) -> core::result::Result<(), (Error, UringCmd)> {
+        if issue.op() != EDU_DMA_URING_CMD_XFER {
+            return Err((ENOTTY, cmd));
+        }
+        match issue.read_sqe128::<EduDmaReq>() {
+            Ok(r) => me.uring_submit(&r, cmd),
+            Err(e) => Err((e, cmd)),
+        }
+    }
+
+    fn uring_cancel(me: Pin<&EduFile>, tag: u64) {
+        let id = me.uqid.load(Acquire);
+        // Tag 0: not queued yet; io_uring offers the command again until it completes.
+        if id != 0 && tag != 0 {
+            me.edu.engine.cancel(id, tag);
+        }
+    }
+
+    fn uring_task(me: Pin<&EduFile>, tag: u64) -> i32 {
+        me.uring_done(tag)
+    }
 }
 
 /// The `/dev` node of one device.
@@ -218,6 +260,11 @@ pub(crate) struct EduFile {
     /// Serialises creating the queue and reaping it (a reap copies out, then removes).
     #[pin]
     queue: Mutex<()>,
+    /// The id of the file's queue of io_uring commands in the engine (0: none yet).
+    uqid: Atomic<u64>,
+    /// Serialises creating that queue (not `queue`: a reaper holds it while it waits).
+    #[pin]
+    uring: Mutex<()>,
 }
 
 // The uapi, parsed: below this file no uapi integer travels.
@@ -290,19 +337,21 @@ fn user_range(addr: u64, len: u64) -> Result<(usize, usize)> {
 #[pinned_drop]
 impl PinnedDrop for EduFile {
     fn drop(self: Pin<&mut Self>) {
-        // The queue first: its requests hold buffer references, pins and mappings.
-        let id = self.qid.load(Acquire);
-        if id != 0
-            && self
-                .edu
-                .bound(|live| {
-                    live.detach(id);
-                    Ok(())
-                })
-                .is_err()
-        {
-            // Unbind released (or is releasing) the holds; forget what is left.
-            self.edu.engine.detach_gone(id);
+        // The queues first: their requests hold buffer references, pins and mappings (the
+        // io_uring queue is empty: each command holds the file until it completed).
+        for id in [self.qid.load(Acquire), self.uqid.load(Acquire)] {
+            if id != 0
+                && self
+                    .edu
+                    .bound(|live| {
+                        live.detach(id);
+                        Ok(())
+                    })
+                    .is_err()
+            {
+                // Unbind released (or is releasing) the holds; forget what is left.
+                self.edu.engine.detach_gone(id);
+            }
         }
         // Out of the lock first: a buffer's last drop releases DMA memory and mappings, a
         // registration's unmaps, unpins and refunds its memlock charge.
@@ -675,20 +724,30 @@ impl EduFile {
 
     /// The file's queue id, creating the queue at the first call.
     fn queue_id(&self) -> Result<u64> {
+        self.queue_of(&self.qid, &self.queue)
+    }
+
+    /// The id of the file's queue of io_uring commands, creating it at the first call.
+    fn uring_queue_id(&self) -> Result<u64> {
+        self.queue_of(&self.uqid, &self.uring)
+    }
+
+    /// The queue whose id is kept in `qid`, created under `lock` at the first call.
+    fn queue_of(&self, qid: &Atomic<u64>, lock: &Mutex<()>) -> Result<u64> {
         // Without the lock when it exists: a reaper may hold the lock while it waits.
-        let id = self.qid.load(Acquire);
+        let id = qid.load(Acquire);
         if id != 0 {
             return Ok(id);
         }
-        let _guard = self.queue.lock();
-        let id = self.qid.load(Acquire);
+        let _guard = lock.lock();
+        let id = qid.load(Acquire);
         if id != 0 {
             return Ok(id);
         }
         let depth = self.edu.params.queue_depth;
         let id = self.edu.bound(|_| self.edu.engine.attach(depth))?;
         // Release: whoever sees the id finds the queue in the engine.
-        self.qid.store(id, Release);
+        qid.store(id, Release);
         Ok(id)
     }
 
@@ -706,7 +765,7 @@ impl EduFile {
         for _ in 0..count {
             let one = reader
                 .read::<EduDmaReq>()
-                .and_then(|r| self.submit_one(id, &r));
+                .and_then(|r| self.submit_one(id, &r, |live, q| live.submit(id, q)));
             match one {
                 Ok(()) => queued += 1,
                 Err(e) if queued == 0 => return Err(e),
@@ -716,8 +775,14 @@ impl EduFile {
         Ok(queued)
     }
 
-    /// Parses, builds and queues one request.
-    fn submit_one(&self, id: u64, r: &EduDmaReq) -> Result {
+    /// Parses and builds one request for file queue `id` (its room checked first), and queues it
+    /// with `queue`.
+    fn submit_one(
+        &self,
+        id: u64,
+        r: &EduDmaReq,
+        queue: impl FnOnce(&Live<'_>, Request) -> Result,
+    ) -> Result {
         if r.reserved != 0 {
             return Err(EINVAL);
         }
@@ -743,7 +808,7 @@ impl EduFile {
                     room()?;
                     let buf = self.buffer(r.handle)?;
                     let q = xfer::queued_buffer_xfer(buf, off, win, count, dir, cookie, tmo)?;
-                    live.submit(id, q)
+                    queue(live, q)
                 })
             }
             EDU_DMA_OP_REG_XFER => {
@@ -772,7 +837,7 @@ impl EduFile {
                 self.edu.bound(|live| {
                     room()?;
                     let q = xfer::queued_user_xfer(live, addr, len, win, dir, cookie, tmo)?;
-                    live.submit(id, q)
+                    queue(live, q)
                 })
             }
             EDU_DMA_OP_COPY => {
@@ -799,10 +864,67 @@ impl EduFile {
                     room()?;
                     let (src, dst) = (self.resolve(src)?, self.resolve(dst)?);
                     let q = xfer::queued_copy(live, src, dst, len, cookie, tmo)?;
-                    live.submit(id, q)
+                    queue(live, q)
                 })
             }
             _ => Err(EINVAL),
+        }
+    }
+
+    /// An `EDU_DMA_URING_CMD_XFER` request: parsed, built and queued like a `SUBMIT` request, on
+    /// the file's io_uring queue, with its command; refused, the command comes back with the
+    /// error (its CQE result). The cookie must be 0: the command's `user_data` names it.
+    fn uring_submit(
+        &self,
+        r: &EduDmaReq,
+        cmd: UringCmd,
+    ) -> core::result::Result<(), (Error, UringCmd)> {
+        if r.cookie != 0 {
+            return Err((EINVAL, cmd));
+        }
+        let id = match self.uring_queue_id() {
+            Ok(id) => id,
+            Err(e) => return Err((e, cmd)),
+        };
+        let mut cmd = Some(cmd);
+        let ret = self.submit_one(id, r, |live, q| {
+            let c = cmd.take().ok_or(EINVAL)?;
+            live.submit_cmd(id, q, c).map_err(|(e, c)| {
+                cmd = c;
+                e
+            })
+        });
+        // The engine has the command unless it gave it back (or it was never offered).
+        match cmd {
+            None => Ok(()),
+            Some(c) => Err((ret.err().unwrap_or(EINVAL), c)),
+        }
+    }
+
+    /// Task work of the io_uring command with tag `tag`, which the engine ended: takes its
+    /// completion, drops its hold inside `bound` (once the device is gone, unbind released it:
+    /// waits for that) and returns the CQE result, bytes done or the request's errno.
+    fn uring_done(&self, tag: u64) -> i32 {
+        let id = self.uqid.load(Acquire);
+        let engine = &self.edu.engine;
+        let mut taken = None;
+        let bound = self.edu.bound(|_| {
+            taken = engine.take(id, tag).map(|(d, hold)| {
+                drop(hold);
+                d
+            });
+            Ok(())
+        });
+        if bound.is_err() {
+            engine.wait_released_uninterruptible();
+            // Unbind released the hold: `None` here.
+            taken = engine.take(id, tag).map(|(d, _)| d);
+        }
+        match taken {
+            Some(d) if d.status == 0 => i32::try_from(d.done).unwrap_or(i32::MAX),
+            Some(d) => d.status,
+            // Not reached: the engine ends a request before it queues this task work.
+            None => EINVAL.to_errno(),
         }
     }
 
@@ -978,6 +1100,8 @@ impl MiscDevice for EduFile {
                 bufs <- new_mutex!(Bufs { live: KVec::new(), zombies: KVec::new(), next: 1, regs: KVec::new(), next_reg: 1 }, "EduFile::bufs"),
                 qid: Atomic::new(0),
                 queue <- new_mutex!((), "EduFile::queue"),
+                uqid: Atomic::new(0),
+                uring <- new_mutex!((), "EduFile::uring"),
             }),
             GFP_KERNEL,
         )

@@ -424,3 +424,5 @@ pub const EDU_DMA_IOC_REG_USER: u32 = ioc(
 /// `EDU_DMA_IOC_UNREG_USER`.
 pub const EDU_DMA_IOC_UNREG_USER: u32 =
     ioc(IOC_WRITE, 0x44, core::mem::size_of::<EduDmaUnregUser>());
+/// `EDU_DMA_URING_CMD_XFER`: the `cmd_op` of an `IORING_OP_URING_CMD` carrying one request.
+pub const EDU_DMA_URING_CMD_XFER: u32 = ioc(IOC_WRITE, 0x48, core::mem::size_of::<EduDmaReq>());

@@ -31,6 +31,7 @@ pub(crate) mod memlock;
 pub(crate) mod misc;
 pub(crate) mod pci;
 pub(crate) mod signal;
+pub(crate) mod uring;
 pub(crate) mod vm;
 
 use core::ptr;

@@ -337,6 +337,21 @@ struct edu_dma_unreg_user {
 	__u32 id;
 	__u32 flags;		/* 0 */
 };
+ * io_uring: IORING_OP_URING_CMD on the file with cmd_op EDU_DMA_URING_CMD_XFER queues ONE request,
+ * a struct edu_dma_req in the SQE's command area (sqe->cmd, 80 bytes: the ring must be set up
+ * with IORING_SETUP_SQE128, or the SQE be an IORING_OP_URING_CMD128 of an IORING_SETUP_SQE_MIXED
+ * ring; a 16-byte command area: -EINVAL). The request is read once at issue (no user pointer to
+ * keep valid); its cookie must be 0 (the command's user_data identifies it). It is checked, pinned
+ * and queued like one EDU_DMA_IOC_SUBMIT request, on a queue of the file's own (queue_depth
+ * slots, round robin with the file's SUBMIT queue and the other files; REAP, poll and the eventfd
+ * do not see it). Its completion is the CQE: res = bytes done (status 0) or the negative errno of
+ * the request (validation errors, -EAGAIN queue full, -ENODEV, -ECANCELED, -ETIMEDOUT, -EIO, as
+ * for SUBMIT). The pins and mappings are released before the CQE is posted. Unknown cmd_op:
+ * -ENOTTY. Tearing the ring down (close of its fd, exit of the task) cancels the commands in
+ * flight: not started, at once; running, after its current step (-ECANCELED). Each command holds
+ * the file: closing the edu fd neither cancels nor ends them.
+ */
+#define EDU_DMA_URING_CMD_XFER	_IOW(EDU_DMA_IOC_MAGIC, 0x48, struct edu_dma_req)
 
 #define EDU_DMA_IOC_INFO	_IOR(EDU_DMA_IOC_MAGIC, 0x00, struct edu_dma_info)
 #define EDU_DMA_IOC_FACTORIAL	_IOWR(EDU_DMA_IOC_MAGIC, 0x01, struct edu_dma_factorial)

@@ -218,6 +218,7 @@ pub fn uapi_layout_report() -> String {
         EDU_DMA_IOC_SET_EVENTFD,
         EDU_DMA_IOC_REG_USER,
         EDU_DMA_IOC_UNREG_USER,
+        EDU_DMA_URING_CMD_XFER,
     );
     constants!(
         o,
@@ -295,7 +296,7 @@ mod tests {
     fn ioctl_numbers_match_nix() {
         use nix::{request_code_read as r, request_code_readwrite as rw, request_code_write as w};
         let m = EDU_DMA_IOC_MAGIC as u8;
-        let cases: [(u32, u64); 16] = [
+        let cases: [(u32, u64); 17] = [
             (
                 EDU_DMA_IOC_INFO,
                 r!(m, 0x00, size_of::<EduDmaInfo>()) as u64,
@@ -359,6 +360,10 @@ mod tests {
             (
                 EDU_DMA_IOC_UNREG_USER,
                 w!(m, 0x44, size_of::<EduDmaUnregUser>()) as u64,
+            ),
+            (
+                EDU_DMA_URING_CMD_XFER,
+                w!(m, 0x48, size_of::<EduDmaReq>()) as u64,
             ),
         ];
         for (ours, theirs) in cases {

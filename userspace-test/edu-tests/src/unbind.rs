@@ -27,6 +27,7 @@ pub fn tests() -> Vec<Test> {
         test("dmabuf_import_exporter", crate::import::unbind_exporter),
         test("queue", unbind_queue),
         test("reg", unbind_reg),
+        test("uring", crate::queue::uring_cmd::unbind_inflight),
         test("rmmod_busy", rmmod_busy),
     ]
 }

@@ -27,7 +27,7 @@
 mod direct;
 mod splice;
 mod unbind;
-mod uring;
+pub(crate) mod uring;
 mod zerocopy;
 
 use std::fs::{File, OpenOptions};

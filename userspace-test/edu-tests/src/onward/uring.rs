@@ -21,7 +21,13 @@ use super::*;
 /// (restored right after): only then does io_uring account registered buffers, in `locked_vm` and
 /// `VmPin`, which the tests check.
 pub(super) fn ring() -> Result<IoUring, String> {
-    without_cap_ipc_lock(|| IoUring::new(8))?.ctx("io_uring_setup")
+    ring_with(8)
+}
+
+/// [`ring`] with `entries` SQEs of type `S` (`squeue::Entry128`: an `IORING_SETUP_SQE128` ring,
+/// for the driver's `IORING_OP_URING_CMD`, `queue.uring_*`).
+pub(crate) fn ring_with<S: squeue::EntryMarker>(entries: u32) -> Result<IoUring<S>, String> {
+    without_cap_ipc_lock(|| IoUring::<S>::builder().build(entries))?.ctx("io_uring_setup")
 }
 
 /// Submits `e` and waits for its completion; a negative result is the errno.
@@ -29,7 +35,7 @@ pub(super) fn ring() -> Result<IoUring, String> {
 /// # Safety
 /// Every buffer `e` names (by address or by fixed-buffer index) must be valid for the operation
 /// until this returns (it returns only after the completion).
-pub(super) unsafe fn run(ring: &mut IoUring, e: squeue::Entry) -> io::Result<usize> {
+pub(crate) unsafe fn run<S: squeue::EntryMarker>(ring: &mut IoUring<S>, e: S) -> io::Result<usize> {
     // SAFETY: forwarded to the caller.
     unsafe { ring.submission().push(&e) }.map_err(|_| io::Error::other("submission queue full"))?;
     ring.submit_and_wait(1)?;
