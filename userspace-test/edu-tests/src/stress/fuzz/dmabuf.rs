@@ -121,6 +121,9 @@ impl Obj {
     }
 }
 
+/// A transfer: buffer, (file, handle), length, offset in the buffer, offset in the window.
+struct Xfer(usize, (usize, u32), usize, usize, u32);
+
 /// The state of the dma-buf operations.
 pub(in crate::stress) struct DmaBufs {
     files: [Device; 2],
@@ -711,21 +714,28 @@ impl Fuzz {
         Ok(())
     }
 
-    /// The device writes a range of a buffer through one of its handles (window := random bytes,
-    /// XFER window -> buffer); now and then an XFER past the end first (`EINVAL`).
-    fn db_dma_write(&mut self) -> TestResult {
-        let Some(o) = self.pick_obj(|o| !o.handles().is_empty()) else {
-            return self.db_new();
-        };
+    /// A transfer drawn: a buffer with a live handle, the handle (file, handle), and a length,
+    /// an offset in the buffer and one in the window that fit.
+    fn db_pick_xfer(&mut self) -> Option<Xfer> {
+        let o = self.pick_obj(|o| !o.handles().is_empty())?;
         let hs = self.db.objs[o].handles();
-        let (d, h) = *self.rng.pick(&hs);
+        let dh = *self.rng.pick(&hs);
         let size = self.db.objs[o].bytes.len();
         let len = self.db_len(size);
         let off = self.rng.below((size - len + 1) as u64) as usize;
         let win = self.rng.below((PAGE - len + 1) as u64) as u32;
+        Some(Xfer(o, dh, len, off, win))
+    }
+
+    /// The device writes a range of a buffer through one of its handles (window := random bytes,
+    /// XFER window -> buffer); now and then an XFER past the end first (`EINVAL`).
+    fn db_dma_write(&mut self) -> TestResult {
+        let Some(Xfer(o, (d, h), len, off, win)) = self.db_pick_xfer() else {
+            return self.db_new();
+        };
         let data: Vec<u8> = (0..len).map(|_| self.rng.next_u32() as u8).collect();
         if self.rng.chance(1, 5) {
-            let past = (size - len + 1) as u64 + self.rng.below(PAGE as u64);
+            let past = (self.db.objs[o].bytes.len() - len + 1) as u64 + self.rng.below(PAGE as u64);
             let r = self.db.files[d].xfer(h, past, win, len as u32, Dir::FromDevice, 0);
             self.db_expect("XFER(past the end)", r, Some(libc::EINVAL))?;
         }
@@ -736,24 +746,32 @@ impl Fuzz {
         self.db_ok("window := bytes", r)?;
         let r = self.db.files[d].xfer(h, off as u64, win, len as u32, Dir::FromDevice, 0);
         self.db_ok("XFER window -> buffer", r)?;
-        self.db_sync((d, h), off, len, SyncDir::ForCpu)?;
-        self.db.objs[o].bytes[off..off + len].copy_from_slice(&data);
+        self.db_device_wrote(o, (d, h), off, &data, "after a device write")
+    }
+
+    /// After the device wrote `data` at `off` of buffer `o` through handle `dh`: that handle's
+    /// range to the CPU, the model updated, every other mapping handed to its device again (see
+    /// the file header), then one mapping checked.
+    fn db_device_wrote(
+        &mut self,
+        o: usize,
+        dh: (usize, u32),
+        off: usize,
+        data: &[u8],
+        what: &str,
+    ) -> TestResult {
+        self.db_sync(dh, off, data.len(), SyncDir::ForCpu)?;
+        self.db.objs[o].bytes[off..off + data.len()].copy_from_slice(data);
         self.db_refresh(o)?;
-        self.db_check_a_map(o, "after a device write")
+        self.db_check_a_map(o, what)
     }
 
     /// The device reads a range of a buffer through one of its handles into the window, which
     /// must then hold the model's bytes.
     fn db_dma_read(&mut self) -> TestResult {
-        let Some(o) = self.pick_obj(|o| !o.handles().is_empty()) else {
+        let Some(Xfer(o, (d, h), len, off, win)) = self.db_pick_xfer() else {
             return self.db_new();
         };
-        let hs = self.db.objs[o].handles();
-        let (d, h) = *self.rng.pick(&hs);
-        let size = self.db.objs[o].bytes.len();
-        let len = self.db_len(size);
-        let off = self.rng.below((size - len + 1) as u64) as usize;
-        let win = self.rng.below((PAGE - len + 1) as u64) as u32;
         let r = self.db.files[d].xfer(h, off as u64, win, len as u32, Dir::ToDevice, 0);
         self.db_ok("XFER buffer -> window", r)?;
         let mut got = vec![0u8; len];
@@ -799,10 +817,7 @@ impl Fuzz {
                 let r = self.db.files[d].copy_with(CopySrc::User(&src), dst, len as u64, 0);
                 let done = self.db_ok("COPY user -> handle", r)?;
                 self.db_done(done, len)?;
-                self.db_sync((d, th), off, len, SyncDir::ForCpu)?;
-                self.db.objs[to].bytes[off..off + len].copy_from_slice(&src);
-                self.db_refresh(to)?;
-                self.db_check_a_map(to, "after COPY user -> handle")
+                self.db_device_wrote(to, (d, th), off, &src, "after COPY user -> handle")
             }
             1 => {
                 let size = self.db.objs[so].bytes.len();
@@ -854,11 +869,8 @@ impl Fuzz {
                 );
                 let done = self.db_ok("COPY handle -> handle", r)?;
                 self.db_done(done, len)?;
-                self.db_sync((d, th), toff, len, SyncDir::ForCpu)?;
                 let moved = self.db.objs[so].bytes[soff..soff + len].to_vec();
-                self.db.objs[to].bytes[toff..toff + len].copy_from_slice(&moved);
-                self.db_refresh(to)?;
-                self.db_check_a_map(to, "after COPY handle -> handle")
+                self.db_device_wrote(to, (d, th), toff, &moved, "after COPY handle -> handle")
             }
         }
     }
