@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use crate::uapi::*;
-use crate::{Device, Dir, SyncDir};
+use crate::{Device, Handle, Import};
 
 nix::ioctl_readwrite_bad!(ioc_buf_import, EDU_DMA_IOC_BUF_IMPORT, EduDmaBufImport);
 
@@ -27,74 +27,18 @@ impl Device {
             ..Default::default()
         };
         self.import_raw(&mut req)?;
-        Ok(Imported {
-            dev: self,
-            handle: req.handle,
-            size: req.size,
-        })
+        Ok(Handle::new(self, req.handle, Import { size: req.size }))
     }
 }
 
-/// An imported dma-buf's handle on a [`Device`]'s file. Dropping it frees the handle (errors are
-/// ignored): the device's mapping and attachment go, the dma-buf lives on with its other holders.
-#[derive(Debug)]
-pub struct Imported<'d> {
-    dev: &'d Device,
-    handle: u32,
-    size: u64,
-}
+/// An imported dma-buf's handle on a [`Device`]'s file: its [`Handle`] (dropping it frees the
+/// handle, errors ignored: the device's mapping and attachment go, the dma-buf lives on with its
+/// other holders).
+pub type Imported<'d> = Handle<'d, Import>;
 
-impl<'d> Imported<'d> {
-    /// The device file the handle belongs to.
-    pub fn device(&self) -> &'d Device {
-        self.dev
-    }
-
-    /// Handle (never 0).
-    pub fn handle(&self) -> u32 {
-        self.handle
-    }
-
+impl Imported<'_> {
     /// The dma-buf's size in bytes.
     pub fn size(&self) -> u64 {
-        self.size
-    }
-
-    /// Hands a range of the device's mapping to the device or back to the CPU.
-    pub fn sync(&self, offset: u64, len: u64, dir: SyncDir) -> io::Result<()> {
-        self.dev.sync(self.handle, offset, len, dir)
-    }
-
-    /// Moves `count` bytes between the dma-buf and the window.
-    pub fn xfer(
-        &self,
-        buf_offset: u64,
-        win_offset: u32,
-        count: u32,
-        dir: Dir,
-        timeout_ms: u32,
-    ) -> io::Result<()> {
-        self.dev
-            .xfer(self.handle, buf_offset, win_offset, count, dir, timeout_ms)
-    }
-
-    /// Frees the handle now, reporting the driver's answer.
-    pub fn free(self) -> io::Result<()> {
-        let dev = self.dev;
-        let handle = self.into_handle();
-        dev.free(handle)
-    }
-
-    /// Gives up ownership without freeing: the handle lives until freed or the file is closed.
-    pub fn into_handle(self) -> u32 {
-        let handle = self.handle;
-        std::mem::forget(self);
-        handle
-    }
-}
-
-impl Drop for Imported<'_> {
-    fn drop(&mut self) {
-        let _ = self.dev.free(self.handle);
+        self.info.size
     }
 }

@@ -31,6 +31,7 @@ pub mod split;
 pub mod gaps;
 
 pub mod dmabuf;
+mod handle;
 mod import;
 mod layout;
 mod mapping;
@@ -39,6 +40,7 @@ mod queue;
 mod registered;
 pub mod size;
 
+pub use handle::{Allocated, Handle, Import};
 pub use import::Imported;
 pub use layout::uapi_layout_report;
 pub use mapping::{page_size, Mapping};
@@ -330,13 +332,15 @@ impl Device {
             ..Default::default()
         };
         self.alloc_raw(&mut req)?;
-        Ok(Buffer {
-            dev: self,
-            handle: req.handle,
-            mmap_offset: req.mmap_offset,
-            size,
-            kind,
-        })
+        Ok(Handle::new(
+            self,
+            req.handle,
+            Allocated {
+                mmap_offset: req.mmap_offset,
+                size,
+                kind,
+            },
+        ))
     }
 
     /// `EDU_DMA_IOC_BUF_FREE` with the request as given.
@@ -621,97 +625,42 @@ impl AsRawFd for Device {
     }
 }
 
-/// A driver-owned DMA buffer of a [`Device`]'s file. Dropping it frees the handle (errors are
-/// ignored); mappings of it stay valid.
-#[derive(Debug)]
-pub struct Buffer<'d> {
-    dev: &'d Device,
-    handle: u32,
-    mmap_offset: u64,
-    size: u64,
-    kind: BufKind,
-}
+/// A driver-owned DMA buffer of a [`Device`]'s file: its [`Handle`] (dropping it frees the
+/// handle, errors ignored); mappings of it stay valid after the free.
+pub type Buffer<'d> = Handle<'d, Allocated>;
 
-impl<'d> Buffer<'d> {
-    /// The device file the buffer belongs to.
-    pub fn device(&self) -> &'d Device {
-        self.dev
-    }
-
-    /// Handle (never 0).
-    pub fn handle(&self) -> u32 {
-        self.handle
-    }
-
+impl Buffer<'_> {
     /// mmap offset of the buffer's first byte.
     pub fn mmap_offset(&self) -> u64 {
-        self.mmap_offset
+        self.info.mmap_offset
     }
 
     /// Requested size in bytes.
     pub fn size(&self) -> u64 {
-        self.size
+        self.info.size
     }
 
     /// Size rounded up to whole pages (what the driver allocates and maps).
     pub fn mapped_size(&self) -> usize {
         let page = page_size() as u64;
-        (self.size.div_ceil(page) * page) as usize
+        (self.info.size.div_ceil(page) * page) as usize
     }
 
     /// Kind.
     pub fn kind(&self) -> BufKind {
-        self.kind
+        self.info.kind
     }
 
     /// Maps the whole buffer (page-rounded) read-write, `MAP_SHARED`.
     pub fn map(&self) -> io::Result<Mapping> {
-        self.dev.map(self.mmap_offset, self.mapped_size())
-    }
-
-    /// Hands a range to the device or back to the CPU.
-    pub fn sync(&self, offset: u64, len: u64, dir: SyncDir) -> io::Result<()> {
-        self.dev.sync(self.handle, offset, len, dir)
-    }
-
-    /// Moves `count` bytes between this buffer and the window.
-    pub fn xfer(
-        &self,
-        buf_offset: u64,
-        win_offset: u32,
-        count: u32,
-        dir: Dir,
-        timeout_ms: u32,
-    ) -> io::Result<()> {
-        self.dev
-            .xfer(self.handle, buf_offset, win_offset, count, dir, timeout_ms)
+        self.device().map(self.info.mmap_offset, self.mapped_size())
     }
 
     /// A dma-buf fd sharing this (streaming) buffer's pages, read-write and close-on-exec. It
     /// stays valid after the buffer is freed, the device file closed or the device unbound.
     pub fn export(&self) -> io::Result<OwnedFd> {
-        self.dev
-            .export(self.handle, EDU_DMA_EXPORT_CLOEXEC | EDU_DMA_EXPORT_RDWR)
-    }
-
-    /// Frees the handle now, reporting the driver's answer.
-    pub fn free(self) -> io::Result<()> {
-        let dev = self.dev;
-        let handle = self.into_handle();
-        dev.free(handle)
-    }
-
-    /// Gives up ownership without freeing: the handle lives until freed or the file is closed.
-    pub fn into_handle(self) -> u32 {
-        let handle = self.handle;
-        std::mem::forget(self);
-        handle
-    }
-}
-
-impl Drop for Buffer<'_> {
-    fn drop(&mut self) {
-        let _ = self.dev.free(self.handle);
+        self.device()
+            .export(self.handle(), EDU_DMA_EXPORT_CLOEXEC | EDU_DMA_EXPORT_RDWR)
     }
 }
 

@@ -12,7 +12,7 @@ use edu_dma::dmabuf::{
     DMA_BUF_SYNC_WRITE,
 };
 use edu_dma::uapi::*;
-use edu_dma::{BufKind, Buffer, Device, Dir};
+use edu_dma::{BufKind, Buffer, Device, Dir, Mapping};
 
 use crate::buf::zap;
 use crate::harness::sysfs::unbind;
@@ -43,13 +43,13 @@ pub fn tests() -> Vec<Test> {
 const PAGES: usize = 3;
 
 /// Whether every streaming mapping bounces (`swiotlb=force`).
-fn swiotlb_forced() -> bool {
+pub(crate) fn swiotlb_forced() -> bool {
     std::fs::read_to_string("/proc/cmdline").is_ok_and(|c| c.contains("swiotlb=force"))
 }
 
 /// Fills page `i` of `buf` with the pattern of `seed + i` by the device (USER_XFER into the
 /// window, XFER window -> buffer), with no sync for the CPU.
-pub(crate) fn device_fill(dev: &Device, buf: &Buffer<'_>, seed: u64) -> TestResult {
+fn device_fill(dev: &Device, buf: &Buffer<'_>, seed: u64) -> TestResult {
     let pg = page();
     for i in 0..buf.mapped_size() / pg {
         dev.write_window_from(&pattern(pg, seed + i as u64), 0)
@@ -77,13 +77,36 @@ fn filled<'d>(dev: &'d Device, seed: u64) -> Result<Buffer<'d>, String> {
     Ok(buf)
 }
 
-fn sync(fd: BorrowedFd<'_>, flags: u64, what: &str) -> TestResult {
+/// A streaming buffer of `PAGES` pages on `dev`, filled by the device from `seed` (no sync for
+/// the CPU), and a dma-buf of it (`O_CLOEXEC | O_RDWR`).
+pub(crate) fn exported<'d>(dev: &'d Device, seed: u64) -> Result<(Buffer<'d>, OwnedFd), String> {
+    let buf = filled(dev, seed)?;
+    let fd = buf.export().ctx("export")?;
+    Ok((buf, fd))
+}
+
+/// The whole dma-buf `fd` of `PAGES` pages, mapped shared read-write.
+pub(crate) fn map_all(fd: BorrowedFd<'_>, what: &str) -> Result<Mapping, String> {
+    dmabuf::map(fd, 0, PAGES * page()).ctx(format!("mmap dma-buf ({what})"))
+}
+
+/// The CPU's write of `m`, a mapping of the dma-buf `fd`: `SYNC START | WRITE`, then page `i`
+/// := the pattern of `seed + i`. The caller ends the access (`SYNC END | WRITE`).
+pub(crate) fn cpu_fill(fd: BorrowedFd<'_>, m: &mut [u8], seed: u64) -> TestResult {
+    sync(fd, DMA_BUF_SYNC_START | DMA_BUF_SYNC_WRITE, "start write")?;
+    for (i, p) in m.chunks_mut(page()).enumerate() {
+        fill_pattern(p, seed + i as u64);
+    }
+    Ok(())
+}
+
+pub(crate) fn sync(fd: BorrowedFd<'_>, flags: u64, what: &str) -> TestResult {
     dmabuf::sync(fd, flags).ctx(format!("DMA_BUF_IOCTL_SYNC {flags:#x} ({what})"))
 }
 
 /// Reads the dma-buf `fd` between SYNC START and END and checks the pages.
 fn read_back(fd: BorrowedFd<'_>, seed: u64, what: &str) -> TestResult {
-    let m = dmabuf::map(fd, 0, PAGES * page()).ctx(format!("mmap dma-buf ({what})"))?;
+    let m = map_all(fd, what)?;
     sync(fd, DMA_BUF_SYNC_START | DMA_BUF_SYNC_READ, what)?;
     check_pages(&m, seed, what)?;
     sync(fd, DMA_BUF_SYNC_END | DMA_BUF_SYNC_READ, what)
@@ -92,9 +115,8 @@ fn read_back(fd: BorrowedFd<'_>, seed: u64, what: &str) -> TestResult {
 /// Device writes, SYNC START, the CPU reads every byte through the dma-buf mapping.
 fn device_writes_cpu_reads() -> TestResult {
     let dev = open(0)?;
-    let buf = filled(&dev, 7000)?;
-    let fd = buf.export().ctx("export")?;
-    let m = dmabuf::map(fd.as_fd(), 0, PAGES * page()).ctx("mmap dma-buf")?;
+    let (_buf, fd) = exported(&dev, 7000)?;
+    let m = map_all(fd.as_fd(), "device wrote")?;
     if swiotlb_forced() {
         // The device wrote the bounce buffers; the pages still hold the zeroes of the
         // allocation until the sync copies the bytes over.
@@ -122,15 +144,8 @@ fn cpu_writes_device_reads() -> TestResult {
         .alloc((PAGES * pg) as u64, BufKind::Streaming)
         .ctx("alloc streaming")?;
     let fd = buf.export().ctx("export")?;
-    let mut m = dmabuf::map(fd.as_fd(), 0, PAGES * pg).ctx("mmap dma-buf")?;
-    sync(
-        fd.as_fd(),
-        DMA_BUF_SYNC_START | DMA_BUF_SYNC_WRITE,
-        "start write",
-    )?;
-    for (i, p) in m.chunks_mut(pg).enumerate() {
-        fill_pattern(p, 7100 + i as u64);
-    }
+    let mut m = map_all(fd.as_fd(), "CPU writes")?;
+    cpu_fill(fd.as_fd(), &mut m, 7100)?;
     let mut win = vec![GUARD; pg];
     if swiotlb_forced() {
         // Before SYNC END the device reads the bounce buffer: the zeroes of the allocation.
@@ -158,8 +173,7 @@ fn cpu_writes_device_reads() -> TestResult {
 /// `DMA_BUF_IOCTL_SYNC` flags: every valid combination works, the rest is `EINVAL`.
 fn sync_flags() -> TestResult {
     let dev = open(0)?;
-    let buf = filled(&dev, 7200)?;
-    let fd = buf.export().ctx("export")?;
+    let (_buf, fd) = exported(&dev, 7200)?;
     for rw in [DMA_BUF_SYNC_READ, DMA_BUF_SYNC_WRITE, DMA_BUF_SYNC_RW] {
         sync(fd.as_fd(), DMA_BUF_SYNC_START | rw, "start")?;
         sync(fd.as_fd(), DMA_BUF_SYNC_END | rw, "end")?;
@@ -177,8 +191,7 @@ fn sync_flags() -> TestResult {
 /// `DMA_BUF_SET_NAME` shows in fdinfo (`name:`), next to the exporter's name and the size.
 fn set_name_fdinfo() -> TestResult {
     let dev = open(0)?;
-    let buf = filled(&dev, 7300)?;
-    let fd = buf.export().ctx("export")?;
+    let (_buf, fd) = exported(&dev, 7300)?;
     let info = dmabuf::fdinfo(fd.as_fd()).ctx("read fdinfo")?;
     ensure_eq(
         dmabuf::fdinfo_field(&info, "exp_name"),
@@ -330,8 +343,7 @@ fn scm_rights_child() -> TestResult {
             drop(child_sock);
             let sent = (|| -> TestResult {
                 let dev = open(0)?;
-                let buf = filled(&dev, 7400)?;
-                let fd = buf.export().ctx("export")?;
+                let (buf, fd) = exported(&dev, 7400)?;
                 buf.free().ctx("free the handle")?;
                 drop(dev);
                 send_fd(parent_sock.as_fd(), fd.as_fd()).ctx("sendmsg SCM_RIGHTS")?;
@@ -355,12 +367,11 @@ fn scm_rights_child() -> TestResult {
 /// Closing the exporting file keeps the dma-buf whole: map it after, read, write.
 fn close_file_then_use() -> TestResult {
     let dev = open(0)?;
-    let buf = filled(&dev, 7500)?;
-    let fd = buf.export().ctx("export")?;
+    let (buf, fd) = exported(&dev, 7500)?;
     buf.into_handle();
     drop(dev);
     read_back(fd.as_fd(), 7500, "after closing the exporting file")?;
-    let mut m = dmabuf::map(fd.as_fd(), 0, PAGES * page()).ctx("mmap")?;
+    let mut m = map_all(fd.as_fd(), "after the close")?;
     fill_pattern(&mut m, 7501);
     check_pattern(&m, 7501, "CPU write after the close")
 }
@@ -369,8 +380,7 @@ fn close_file_then_use() -> TestResult {
 /// (taken before the free): a write through one is seen through the other.
 fn free_then_use() -> TestResult {
     let dev = open(0)?;
-    let buf = filled(&dev, 7600)?;
-    let fd = buf.export().ctx("export")?;
+    let (buf, fd) = exported(&dev, 7600)?;
     let mut own = buf.map().ctx("mmap the buffer")?;
     let handle = buf.handle();
     buf.free().ctx("BUF_FREE")?;
@@ -380,7 +390,7 @@ fn free_then_use() -> TestResult {
         "export of the freed handle",
     )?;
     read_back(fd.as_fd(), 7600, "after BUF_FREE")?;
-    let m = dmabuf::map(fd.as_fd(), 0, PAGES * page()).ctx("mmap")?;
+    let m = map_all(fd.as_fd(), "after BUF_FREE")?;
     fill_pattern(&mut own, 7601);
     check_pattern(&m, 7601, "buffer-mapping write seen through the dma-buf")
 }
@@ -516,8 +526,7 @@ fn flags_cloexec_rdonly() -> TestResult {
 /// `PROT_EXEC` (`EPERM`), in bounds (`EINVAL`, from the core); a page offset maps that page.
 fn mmap_rules() -> TestResult {
     let dev = open(0)?;
-    let buf = filled(&dev, 7800)?;
-    let fd = buf.export().ctx("export")?;
+    let (_buf, fd) = exported(&dev, 7800)?;
     let pg = page();
     let rw = libc::PROT_READ | libc::PROT_WRITE;
     // SAFETY (all four): the mappings are refused; nothing is accessed.
@@ -574,10 +583,9 @@ fn mmap_rules() -> TestResult {
 /// (`process_vm_readv`, and the driver's own zero-copy `USER_XFER` from it).
 fn gup_on_mapping() -> TestResult {
     let dev = open(0)?;
-    let buf = filled(&dev, 7900)?;
-    let fd = buf.export().ctx("export")?;
+    let (_buf, fd) = exported(&dev, 7900)?;
     let pg = page();
-    let m = dmabuf::map(fd.as_fd(), 0, PAGES * pg).ctx("mmap")?;
+    let m = map_all(fd.as_fd(), "GUP")?;
     sync(fd.as_fd(), DMA_BUF_SYNC_START | DMA_BUF_SYNC_READ, "start")?;
     let mut local = vec![GUARD; pg];
     let l = libc::iovec {
@@ -608,9 +616,8 @@ fn gup_on_mapping() -> TestResult {
 fn dontneed_refault() -> TestResult {
     let dev = open(0)?;
     let pg = page();
-    let buf = filled(&dev, 8100)?;
-    let fd = buf.export().ctx("export")?;
-    let mut m = dmabuf::map(fd.as_fd(), 0, PAGES * pg).ctx("mmap dma-buf")?;
+    let (buf, fd) = exported(&dev, 8100)?;
+    let mut m = map_all(fd.as_fd(), "to zap")?;
     let flags = zap::vm_flags(m.as_ptr() as usize)?;
     ensure(
         flags.iter().any(|f| f == "mm") && !flags.iter().any(|f| f == "pf"),
@@ -718,9 +725,8 @@ fn fds_hold_the_budget() -> TestResult {
 pub fn unbind_export() -> TestResult {
     let dev = open(1)?;
     let addr = dev.info().ctx("info")?.pci_address();
-    let buf = filled(&dev, 8000)?;
-    let fd = buf.export().ctx("export")?;
-    let mut m = dmabuf::map(fd.as_fd(), 0, PAGES * page()).ctx("mmap dma-buf")?;
+    let (buf, fd) = exported(&dev, 8000)?;
+    let mut m = map_all(fd.as_fd(), "before unbind")?;
     sync(
         fd.as_fd(),
         DMA_BUF_SYNC_START | DMA_BUF_SYNC_READ,
@@ -748,7 +754,7 @@ pub fn unbind_export() -> TestResult {
         "after unbind",
     )?;
     drop(dev);
-    let m2 = dmabuf::map(fd.as_fd(), 0, PAGES * page()).ctx("new mmap after unbind")?;
+    let m2 = map_all(fd.as_fd(), "new, after unbind")?;
     check_pattern(&m2, 8001, "new mapping after unbind")?;
     let d = rebind.bind_and_open()?;
     drop((m, m2, fd));

@@ -16,7 +16,7 @@ use edu_dma::dmabuf::{
 use edu_dma::uapi::*;
 use edu_dma::{BufKind, CopyDst, CopySrc, Dir, Imported, SyncDir};
 
-use crate::dmabuf::device_fill;
+use crate::dmabuf::{cpu_fill, exported, map_all, swiotlb_forced, sync};
 use crate::harness::sysfs::unbind;
 use crate::harness::*;
 
@@ -34,15 +34,6 @@ pub fn tests() -> Vec<Test> {
 
 /// Pages of the dma-bufs the tests import.
 const PAGES: usize = 3;
-
-/// Whether every streaming mapping bounces (`swiotlb=force`).
-fn swiotlb_forced() -> bool {
-    std::fs::read_to_string("/proc/cmdline").is_ok_and(|c| c.contains("swiotlb=force"))
-}
-
-fn sync(fd: std::os::fd::BorrowedFd<'_>, flags: u64, what: &str) -> TestResult {
-    dmabuf::sync(fd, flags).ctx(format!("DMA_BUF_IOCTL_SYNC {flags:#x} ({what})"))
-}
 
 /// The exporting device's writes to the CPU, then to every importer's mapping (a read-write
 /// `DMA_BUF_IOCTL_SYNC` start and end).
@@ -77,11 +68,7 @@ fn device_writes(imp: &Imported<'_>, off: u64, n: usize, seed: u64, what: &str) 
 fn import_cross_device() -> TestResult {
     let (d0, d1) = (open(0)?, open(1)?);
     let pg = page();
-    let buf = d0
-        .alloc((PAGES * pg) as u64, BufKind::Streaming)
-        .ctx("alloc on edu0")?;
-    device_fill(&d0, &buf, 9000)?;
-    let fd = buf.export().ctx("export")?;
+    let (buf, fd) = exported(&d0, 9000)?;
     let imp = d1.import(fd.as_fd()).ctx("import into edu1")?;
     ensure_eq(imp.size(), (PAGES * pg) as u64, "imported size")?;
     to_importers(fd.as_fd())?;
@@ -190,15 +177,8 @@ fn import_system_heap() -> TestResult {
     let dev = open(0)?;
     let imp = dev.import(fd.as_fd()).ctx("import heap dma-buf")?;
     ensure_eq(imp.size(), len as u64, "imported size")?;
-    let mut m = dmabuf::map(fd.as_fd(), 0, len).ctx("mmap heap dma-buf")?;
-    sync(
-        fd.as_fd(),
-        DMA_BUF_SYNC_START | DMA_BUF_SYNC_WRITE,
-        "start write",
-    )?;
-    for (i, p) in m.chunks_mut(pg).enumerate() {
-        fill_pattern(p, 9200 + i as u64);
-    }
+    let mut m = map_all(fd.as_fd(), "heap")?;
+    cpu_fill(fd.as_fd(), &mut m, 9200)?;
     sync(
         fd.as_fd(),
         DMA_BUF_SYNC_END | DMA_BUF_SYNC_WRITE,
@@ -526,9 +506,7 @@ pub fn unbind_exporter() -> TestResult {
     let addr = d1.info().ctx("info")?.pci_address();
     let pg = page();
     let len = PAGES * pg;
-    let buf = d1.alloc(len as u64, BufKind::Streaming).ctx("alloc edu1")?;
-    device_fill(&d1, &buf, 9600)?;
-    let fd = buf.export().ctx("export")?;
+    let (buf, fd) = exported(&d1, 9600)?;
     let imp = d0.import(fd.as_fd()).ctx("import into edu0")?;
     to_importers(fd.as_fd())?;
     buf.into_handle();
@@ -554,7 +532,7 @@ pub fn unbind_exporter() -> TestResult {
     )?;
     imp.sync(0, len as u64, SyncDir::ForCpu)
         .ctx("BUF_SYNC import for the CPU")?;
-    let m = dmabuf::map(fd.as_fd(), 0, len).ctx("mmap dma-buf after unbind")?;
+    let m = map_all(fd.as_fd(), "after unbind")?;
     check_pattern(&m[..pg], 9600, "page 0 through the dma-buf's mmap")?;
     check_pattern(
         &m[pg..2 * pg],
@@ -573,11 +551,7 @@ pub fn unbind_exporter() -> TestResult {
 fn import_queue() -> TestResult {
     let (d0, d1) = (open(0)?, open(1)?);
     let pg = page();
-    let buf = d0
-        .alloc((PAGES * pg) as u64, BufKind::Streaming)
-        .ctx("alloc on edu0")?;
-    device_fill(&d0, &buf, 9300)?;
-    let fd = buf.export().ctx("export")?;
+    let (_buf, fd) = exported(&d0, 9300)?;
     let imp = d1.import(fd.as_fd()).ctx("import into edu1")?;
     to_importers(fd.as_fd())?;
     let q = edu_dma::Queue::new(&d1);

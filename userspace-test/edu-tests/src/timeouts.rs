@@ -2,15 +2,11 @@
 //! work that is no signal (io_uring's) restarts the call transparently, and the device works
 //! normally afterwards.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use edu_dma::{BufKind, Dir};
-use io_uring::{opcode, types, IoUring};
-use nix::sys::pthread::{pthread_kill, pthread_self};
-use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
+use crate::harness::interrupt::{signalled, ArmedRead};
 use crate::harness::*;
 
 pub fn tests() -> Vec<Test> {
@@ -56,53 +52,12 @@ fn xfer_timeout() -> TestResult {
     round_trip_on(&dev, 0x7f, "transfer after the USER_XFER timeout")
 }
 
-extern "C" fn on_sigusr1(_: libc::c_int) {}
-
 fn signal_eintr() -> TestResult {
     let dev = open(0)?;
     let buf = dev.alloc(4096, BufKind::Coherent).ctx("alloc")?;
-    // No SA_RESTART: the interrupted ioctl must come back with EINTR.
-    let sa = SigAction::new(
-        SigHandler::Handler(on_sigusr1),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    // SAFETY: the handler does nothing.
-    let old = unsafe { sigaction(Signal::SIGUSR1, &sa) }.map_err(|e| format!("sigaction: {e}"))?;
     dev.inject_fault(1).ctx("inject_fault(1)")?;
-    let (tx, rx) = mpsc::channel();
-    let (r, took, signals) = std::thread::scope(|s| {
-        let h = s.spawn(|| {
-            let _ = tx.send(pthread_self());
-            let t = Instant::now();
-            let r = buf.xfer(0, 0, 4096, Dir::ToDevice, 5000);
-            (r, t.elapsed())
-        });
-        let mut signals = 0;
-        if let Ok(tid) = rx.recv() {
-            // Signal until the thread leaves the ioctl (a signal that arrives before it blocks
-            // would be lost in the handler).
-            for _ in 0..60 {
-                std::thread::sleep(Duration::from_millis(50));
-                if h.is_finished() {
-                    break;
-                }
-                if pthread_kill(tid, Signal::SIGUSR1).is_ok() {
-                    signals += 1;
-                }
-            }
-        }
-        match h.join() {
-            Ok((r, took)) => (r, took, signals),
-            Err(_) => (
-                Err(std::io::Error::other("thread panicked")),
-                Duration::ZERO,
-                signals,
-            ),
-        }
-    });
-    // SAFETY: restoring the previous disposition.
-    let _ = unsafe { sigaction(Signal::SIGUSR1, &old) };
+    // No SA_RESTART: the interrupted ioctl must come back with EINTR.
+    let (r, took, signals) = signalled(60, || buf.xfer(0, 0, 4096, Dir::ToDevice, 5000))?;
     diag(format!(
         "xfer ended after {took:?}, {signals} signal(s) sent"
     ));
@@ -138,39 +93,11 @@ fn taskwork_restart() -> TestResult {
     for (d, w) in dst.bytes_mut().iter_mut().zip(&want) {
         *d = !w;
     }
-    let mut fds = [0; 2];
-    // SAFETY: `fds` is a writable array of two ints.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(format!("pipe2: {}", std::io::Error::last_os_error()));
-    }
-    // SAFETY: pipe2 returned two new descriptors, owned here only.
-    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    let mut ring = IoUring::new(8).ctx("io_uring_setup (no flags)")?;
-    let mut byte = [0u8; 1];
-    let read = opcode::Read::new(types::Fd(rd.as_raw_fd()), byte.as_mut_ptr(), 1)
-        .offset(u64::MAX)
-        .build();
-    // SAFETY: `byte` outlives the request: the completion is reaped below before it goes.
-    unsafe { ring.submission().push(&read) }.map_err(|_| "submission queue full".to_string())?;
-    ring.submit().ctx("io_uring_enter (submit the pipe read)")?;
-    ensure(ring.completion().is_empty(), || {
-        "the read of an empty pipe completed at once".to_string()
-    })?;
+    let armed = ArmedRead::new()?;
     let before = dev.info().ctx("info")?.dma_count;
-    let (tx, rx) = mpsc::channel::<()>();
-    let (r, took) = std::thread::scope(|s| {
-        let wr = &wr;
-        s.spawn(move || {
-            if rx.recv().is_ok() {
-                std::thread::sleep(TW_DELAY);
-                // SAFETY: writes one byte from a valid buffer to the pipe.
-                let _ = unsafe { libc::write(wr.as_raw_fd(), b"x".as_ptr().cast(), 1) };
-            }
-        });
-        let _ = tx.send(());
-        let t = Instant::now();
-        let r = dev.copy(src.bytes(), dst.bytes_mut());
-        (r, t.elapsed())
+    let (r, took) = armed.during(TW_DELAY, |start| {
+        start();
+        dev.copy(src.bytes(), dst.bytes_mut())
     });
     let cmds = dev.info().ctx("info")?.dma_count - before;
     diag(format!(
@@ -182,14 +109,10 @@ fn taskwork_restart() -> TestResult {
         "bytes copied",
     )?;
     check_same(dst.bytes(), &want, "the COPY's destination")?;
-    ring.submit_and_wait(1)
-        .ctx("io_uring_enter (reap the pipe read)")?;
-    let res = ring.completion().next().map(|c| c.result());
-    ensure_eq(res, Some(1), "the pipe read's completion")?;
+    armed.reap()?;
     ensure(cmds > 32, || {
         format!("{cmds} DMA commands: the task work did not break the COPY's wait (no restart)")
     })?;
-    drop(ring);
     round_trip_on(&dev, 0x7b, "transfer after closing the ring")?;
     round_trip_on(&dev, 0x7c, "second transfer after closing the ring")
 }

@@ -3,6 +3,7 @@
 //! leaving under a running COPY, for the groups `unbind` and `unplug`) in their own files.
 
 pub mod inflight;
+pub mod interrupt;
 pub mod sysfs;
 
 use std::fmt::Display;

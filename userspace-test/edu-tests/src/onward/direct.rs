@@ -23,13 +23,7 @@ fn round_trip(f: &File, off: u64, seed: u64, what: &str) -> TestResult {
         .write_at(&src.map[..LEN], off)
         .ctx(format!("{what}: O_DIRECT write from the streaming mapping"))?;
     ensure_eq(n, LEN, &format!("{what}: bytes written"))?;
-    let want = pattern(LEN, seed);
-    let mut dst = client_target(&dev, &want)?;
-    let n = f
-        .read_at(&mut dst.map[..LEN], off)
-        .ctx(format!("{what}: O_DIRECT read into a streaming mapping"))?;
-    ensure_eq(n, LEN, &format!("{what}: bytes read"))?;
-    verify_via_device(&dst, &want, what)
+    verify_file(&dev, f, off, &pattern(LEN, seed), what)
 }
 
 pub fn streaming_file() -> TestResult {
@@ -136,15 +130,13 @@ pub fn unaligned() -> TestResult {
             &format!("{what}: the mapping after the refused reads"),
         )?;
         // Nothing of the refused writes reached the disk.
-        let want = pattern(LEN, seed);
-        let mut dst = client_target(&dev, &want)?;
-        ensure_eq(
-            f.read_at(&mut dst.map[..LEN], off)
-                .ctx(format!("{what}: read back"))?,
-            LEN,
-            "read",
+        verify_file(
+            &dev,
+            f,
+            off,
+            &pattern(LEN, seed),
+            &format!("{what}: after the refused writes"),
         )?;
-        verify_via_device(&dst, &want, &format!("{what}: after the refused writes"))?;
     }
     let _ = std::fs::remove_file(path);
     Ok(())

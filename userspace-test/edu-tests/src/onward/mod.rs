@@ -33,7 +33,7 @@ mod zerocopy;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use edu_dma::{BufKind, Buffer, Device, Dir, Mapping, SyncDir};
@@ -236,6 +236,18 @@ pub fn verify_via_device(m: &Mapped<'_>, expected: &[u8], what: &str) -> TestRes
         )?;
     }
     Ok(())
+}
+
+/// `len = expected.len()` bytes of `f` at `off`, read `O_DIRECT` into a [`client_target`] of `dev`
+/// (every byte of it must come) and checked by the device ([`verify_via_device`]).
+pub fn verify_file(dev: &Device, f: &File, off: u64, expected: &[u8], what: &str) -> TestResult {
+    let len = expected.len();
+    let mut dst = client_target(dev, expected)?;
+    let n = f
+        .read_at(&mut dst.map[..len], off)
+        .ctx(format!("{what}: O_DIRECT read back"))?;
+    ensure_eq(n, len, &format!("{what}: bytes read"))?;
+    verify_via_device(&dst, expected, what)
 }
 
 /// How the kernel mapped a coherent buffer into this process, which decides what the clients

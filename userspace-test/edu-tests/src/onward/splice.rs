@@ -107,17 +107,11 @@ pub fn coherent() -> TestResult {
             ensure_eq(n, LEN, "bytes vmspliced")?;
             let (f, path) = ext4_file("vmsplice-coherent")?;
             splice_all(&r, &f)?;
-            let want = pattern(LEN, 3310);
-            let mut dst = client_target(&dev, &want)?;
-            ensure_eq(
-                f.read_at(&mut dst.map[..LEN], 0)
-                    .ctx("O_DIRECT read back")?,
-                LEN,
-                "read",
-            )?;
-            verify_via_device(
-                &dst,
-                &want,
+            verify_file(
+                &dev,
+                &f,
+                0,
+                &pattern(LEN, 3310),
                 "coherent buffer vmspliced, spliced to the file",
             )?;
             let _ = std::fs::remove_file(path);

@@ -12,13 +12,12 @@
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
 use edu_dma::{BufKind, Device, Dir, SyncDir};
 use io_uring::{opcode, types};
 
-use super::uring::{register, ring, run};
+use super::uring::{register, ring, write_fixed_then_unregister};
 use super::zerocopy::{
     check_notification, no_notification, send_zc, tcp_pair, wait_notification, FILL,
 };
@@ -126,16 +125,14 @@ pub fn inflight(how: How) -> TestResult {
         "the in-flight O_DIRECT write's result",
     )?;
     // 2. The fixed buffer still writes the device's bytes.
-    let w = opcode::WriteFixed::new(types::Fd(ff.as_raw_fd()), reg.map.as_ptr(), LEN as u32, 0)
-        .offset(0)
-        .build();
-    // SAFETY: fixed buffer 0 is registered and mapped.
-    let n = unsafe { run(&mut ring, w) }.ctx(format!("WRITE_FIXED after the {how:?}"))?;
-    ensure_eq(n, LEN, "bytes written")?;
-    ring.submitter()
-        .unregister_buffers()
-        .ctx("IORING_UNREGISTER_BUFFERS")?;
-    expect_vm_pin(before_pin, "after unregistering")?;
+    write_fixed_then_unregister(
+        &mut ring,
+        &ff,
+        reg.map.as_ptr(),
+        LEN,
+        before_pin,
+        &format!("WRITE_FIXED after the {how:?}"),
+    )?;
     // 1. The receiver drains; the sent bytes are the device's.
     let mut got = vec![0u8; FILL + LEN];
     rx.read_exact(&mut got).ctx("receive filler and payload")?;
@@ -185,15 +182,13 @@ pub fn inflight(how: How) -> TestResult {
     drop((imp0, shared_fd, theirs_fd, theirs, shared));
     // Both files, read back O_DIRECT into edu-dma0's buffers and checked by that device.
     for (f, seed, what) in [(&fd, 3503, "O_DIRECT write"), (&ff, 3502, "WRITE_FIXED")] {
-        let want = pattern(LEN, seed);
-        let mut dst = client_target(&check, &want)?;
-        ensure_eq(
-            f.read_at(&mut dst.map[..LEN], 0)
-                .ctx("O_DIRECT read back")?,
-            LEN,
-            "read",
+        verify_file(
+            &check,
+            f,
+            0,
+            &pattern(LEN, seed),
+            &format!("{what} across the {how:?}"),
         )?;
-        verify_via_device(&dst, &want, &format!("{what} across the {how:?}"))?;
     }
     drop((zc, reg, dio, ring));
     drop(dev);

@@ -8,8 +8,9 @@
 //! breaks the interruptible waits of its driver calls; the driver restarts those (`ERESTARTSYS`),
 //! so they must succeed (`timeouts.taskwork_restart` pins that down).
 
+use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 
 use edu_dma::{BufKind, Dir, Mapping, SyncDir};
@@ -62,6 +63,58 @@ pub(super) unsafe fn register(ring: &IoUring, bufs: &[libc::iovec]) -> io::Resul
     unsafe { ring.submitter().register_buffers(bufs) }
 }
 
+/// Runs `e` (see [`run`]), which must move all `len` bytes.
+///
+/// # Safety
+/// As for [`run`].
+pub(super) unsafe fn run_all(
+    ring: &mut IoUring,
+    e: squeue::Entry,
+    len: usize,
+    what: &str,
+) -> TestResult {
+    // SAFETY: forwarded to the caller.
+    let n = unsafe { run(ring, e) }.ctx(what)?;
+    ensure_eq(n, len, &format!("{what}: bytes moved"))
+}
+
+/// `WRITE_FIXED` of `len` bytes at `addr` of fixed buffer `index` to `fd` at offset 0.
+fn write_fixed_op(fd: RawFd, addr: *const u8, len: usize, index: u16) -> squeue::Entry {
+    opcode::WriteFixed::new(types::Fd(fd), addr, len as u32, index)
+        .offset(0)
+        .build()
+}
+
+/// Unregisters the ring's fixed buffers; with `pin_kib`, `VmPin` must then be back at it.
+pub(super) fn unregister(ring: &IoUring, pin_kib: Option<u64>) -> TestResult {
+    ring.submitter()
+        .unregister_buffers()
+        .ctx("IORING_UNREGISTER_BUFFERS")?;
+    match pin_kib {
+        Some(kib) => expect_vm_pin(kib, "after unregistering"),
+        None => Ok(()),
+    }
+}
+
+/// `WRITE_FIXED` of the first `len` bytes of fixed buffer 0 (registered at `addr`) to `f` at
+/// offset 0, every byte written; then the ring's buffers are unregistered and `VmPin` must be
+/// back at `pin_kib`.
+pub(super) fn write_fixed_then_unregister(
+    ring: &mut IoUring,
+    f: &File,
+    addr: *const u8,
+    len: usize,
+    pin_kib: u64,
+    what: &str,
+) -> TestResult {
+    let w = write_fixed_op(f.as_raw_fd(), addr, len, 0);
+    // SAFETY: WRITE_FIXED only reads, and from the pages the kernel pinned at the registration
+    // (it checks `addr..addr + len` against the registered range, `EFAULT` otherwise), never
+    // through the address: no memory of this process is written, mapped or not.
+    unsafe { run_all(ring, w, len, what) }?;
+    unregister(ring, Some(pin_kib))
+}
+
 fn kib(bytes: usize) -> u64 {
     (bytes / 1024) as u64
 }
@@ -102,23 +155,15 @@ pub fn write_fixed() -> TestResult {
     unsafe { register(&ring, &[src.iovec(LEN), dst.iovec(LEN)]) }.ctx("IORING_REGISTER_BUFFERS")?;
     expect_vm_pin(before + kib(2 * LEN), "after registering two buffers")?;
     device_rewrite_page(&src, 2, &page2)?;
-    let fd = types::Fd(f.as_raw_fd());
-    let w = opcode::WriteFixed::new(fd, src.map.as_ptr(), LEN as u32, 0)
-        .offset(0)
-        .build();
+    let w = write_fixed_op(f.as_raw_fd(), src.map.as_ptr(), LEN, 0);
     // SAFETY: fixed buffer 0 is registered and mapped.
-    let n = unsafe { run(&mut ring, w) }.ctx("WRITE_FIXED to the O_DIRECT file")?;
-    ensure_eq(n, LEN, "bytes written")?;
-    let r = opcode::ReadFixed::new(fd, dst.map.as_ptr(), LEN as u32, 1)
+    unsafe { run_all(&mut ring, w, LEN, "WRITE_FIXED to the O_DIRECT file") }?;
+    let r = opcode::ReadFixed::new(types::Fd(f.as_raw_fd()), dst.map.as_ptr(), LEN as u32, 1)
         .offset(0)
         .build();
     // SAFETY: fixed buffer 1 is registered and mapped; nothing else touches it meanwhile.
-    let n = unsafe { run(&mut ring, r) }.ctx("READ_FIXED from the O_DIRECT file")?;
-    ensure_eq(n, LEN, "bytes read")?;
-    ring.submitter()
-        .unregister_buffers()
-        .ctx("IORING_UNREGISTER_BUFFERS")?;
-    expect_vm_pin(before, "after unregistering")?;
+    unsafe { run_all(&mut ring, r, LEN, "READ_FIXED from the O_DIRECT file") }?;
+    unregister(&ring, Some(before))?;
     verify_via_device(&dst, &want, "written and read back with fixed buffers")?;
     // A plain O_DIRECT read of the file agrees.
     let mut back = client_target(&dev, &want)?;
@@ -155,16 +200,14 @@ pub fn node_rw() -> TestResult {
         .offset(0)
         .build();
     // SAFETY: `src` is mapped for the whole call.
-    let n = unsafe { run(&mut ring, w) }.ctx("IORING_OP_WRITE to the node")?;
-    ensure_eq(n, WIN, "bytes written")?;
+    unsafe { run_all(&mut ring, w, WIN, "IORING_OP_WRITE to the node") }?;
     window_is("the window after IORING_OP_WRITE")?;
     let dst = client_target(&dev, &want)?;
     let r = opcode::Read::new(node, dst.map.as_ptr(), WIN as u32)
         .offset(0)
         .build();
     // SAFETY: `dst` is mapped and untouched until the completion.
-    let n = unsafe { run(&mut ring, r) }.ctx("IORING_OP_READ from the node")?;
-    ensure_eq(n, WIN, "bytes read")?;
+    unsafe { run_all(&mut ring, r, WIN, "IORING_OP_READ from the node") }?;
     check_same(
         &dst.map[..WIN],
         &want,
@@ -193,22 +236,16 @@ pub fn node_rw() -> TestResult {
     unsafe { register(&ring, &[src.iovec(WIN), dst2.iovec(WIN)]) }
         .ctx("IORING_REGISTER_BUFFERS")?;
     dev.write_window_from(&inv, 0).ctx("window := inverse")?;
-    let w = opcode::WriteFixed::new(node, src.map.as_ptr(), WIN as u32, 0)
-        .offset(0)
-        .build();
+    let w = write_fixed_op(dev.fd(), src.map.as_ptr(), WIN, 0);
     // SAFETY: fixed buffer 0 is registered and mapped.
-    let n = unsafe { run(&mut ring, w) }.ctx("WRITE_FIXED to the node")?;
-    ensure_eq(n, WIN, "bytes written")?;
+    unsafe { run_all(&mut ring, w, WIN, "WRITE_FIXED to the node") }?;
     window_is("the window after WRITE_FIXED")?;
     let r = opcode::ReadFixed::new(node, dst2.map.as_ptr(), WIN as u32, 1)
         .offset(0)
         .build();
     // SAFETY: fixed buffer 1 is registered, mapped and untouched until the completion.
-    let n = unsafe { run(&mut ring, r) }.ctx("READ_FIXED from the node")?;
-    ensure_eq(n, WIN, "bytes read")?;
-    ring.submitter()
-        .unregister_buffers()
-        .ctx("IORING_UNREGISTER_BUFFERS")?;
+    unsafe { run_all(&mut ring, r, WIN, "READ_FIXED from the node") }?;
+    unregister(&ring, None)?;
     check_same(
         &dst2.map[..WIN],
         &want,
@@ -244,18 +281,9 @@ pub fn free_order(order: Order) -> TestResult {
         // SAFETY: `src` is mapped now; after its munmap (FreeFirst) the kernel uses the pinned pages.
         unsafe { register(&ring, &[src.iovec(LEN)]) }.ctx("IORING_REGISTER_BUFFERS")?;
         expect_vm_pin(before + kib(LEN), "after registering")?;
-        let w = opcode::WriteFixed::new(types::Fd(f.as_raw_fd()), addr, LEN as u32, 0)
-            .offset(0)
-            .build();
         match order {
             Order::UnregisterFirst => {
-                // SAFETY: fixed buffer 0 is registered and mapped.
-                let n = unsafe { run(&mut ring, w) }.ctx("WRITE_FIXED")?;
-                ensure_eq(n, LEN, "bytes written")?;
-                ring.submitter()
-                    .unregister_buffers()
-                    .ctx("IORING_UNREGISTER_BUFFERS")?;
-                expect_vm_pin(before, "after unregistering")?;
+                write_fixed_then_unregister(&mut ring, &f, addr, LEN, before, "WRITE_FIXED")?;
                 let Mapped { buf, map } = src;
                 buf.free().ctx("BUF_FREE after unregistering")?;
                 drop(map);
@@ -279,24 +307,19 @@ pub fn free_order(order: Order) -> TestResult {
                     before + kib(LEN),
                     "after BUF_FREE + munmap (still registered)",
                 )?;
-                // SAFETY: fixed buffer 0's pages are pinned by the ring; the kernel does not use
-                // the (now unmapped) address, only the offset of `addr` in the registered range.
-                let n = unsafe { run(&mut ring, w) }.ctx("WRITE_FIXED after BUF_FREE + munmap")?;
-                ensure_eq(n, LEN, "bytes written")?;
-                ring.submitter()
-                    .unregister_buffers()
-                    .ctx("IORING_UNREGISTER_BUFFERS")?;
-                expect_vm_pin(before, "after unregistering")?;
+                // Fixed buffer 0's pages are pinned by the ring; the kernel does not use the
+                // (now unmapped) address, only the offset of `addr` in the registered range.
+                write_fixed_then_unregister(
+                    &mut ring,
+                    &f,
+                    addr,
+                    LEN,
+                    before,
+                    "WRITE_FIXED after BUF_FREE + munmap",
+                )?;
             }
         }
-        let mut dst = client_target(&dev, &want)?;
-        ensure_eq(
-            f.read_at(&mut dst.map[..LEN], 0)
-                .ctx("O_DIRECT read back")?,
-            LEN,
-            "read",
-        )?;
-        verify_via_device(&dst, &want, &format!("{order:?}: the file"))?;
+        verify_file(&dev, &f, 0, &want, &format!("{order:?}: the file"))?;
     }
     let _ = std::fs::remove_file(path);
     ensure_eq(
@@ -371,42 +394,21 @@ pub fn coherent() -> TestResult {
                 LEN,
                 "bytes written",
             )?;
-            let mut dst = client_target(&dev, &want)?;
-            ensure_eq(
-                f.read_at(&mut dst.map[..LEN], 0)
-                    .ctx("O_DIRECT read back")?,
-                LEN,
-                "read",
+            verify_file(
+                &dev,
+                &f,
+                0,
+                &want,
+                "the file written from the coherent buffer",
             )?;
-            verify_via_device(&dst, &want, "the file written from the coherent buffer")?;
         }
     }
     let st = device_filled(&dev, BufKind::Streaming, LEN, 3431)?;
     // SAFETY: `st` lives until after the unregister below.
     unsafe { register(&ring, &[st.iovec(LEN)]) }
         .ctx("IORING_REGISTER_BUFFERS of a streaming mapping after")?;
-    let w = opcode::WriteFixed::new(types::Fd(f.as_raw_fd()), st.map.as_ptr(), LEN as u32, 0)
-        .offset(0)
-        .build();
-    // SAFETY: fixed buffer 0 is registered and mapped.
-    ensure_eq(
-        unsafe { run(&mut ring, w) }.ctx("WRITE_FIXED")?,
-        LEN,
-        "bytes written",
-    )?;
-    ring.submitter()
-        .unregister_buffers()
-        .ctx("IORING_UNREGISTER_BUFFERS")?;
-    expect_vm_pin(before, "after unregistering")?;
-    let want = pattern(LEN, 3431);
-    let mut dst = client_target(&dev, &want)?;
-    ensure_eq(
-        f.read_at(&mut dst.map[..LEN], 0)
-            .ctx("O_DIRECT read back")?,
-        LEN,
-        "read",
-    )?;
-    verify_via_device(&dst, &want, "the file")?;
+    write_fixed_then_unregister(&mut ring, &f, st.map.as_ptr(), LEN, before, "WRITE_FIXED")?;
+    verify_file(&dev, &f, 0, &pattern(LEN, 3431), "the file")?;
     let _ = std::fs::remove_file(path);
     Ok(())
 }

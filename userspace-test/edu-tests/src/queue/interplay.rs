@@ -2,16 +2,15 @@
 //! write (`dmabuf_free`), io_uring task work during a blocking `REAP` (`taskwork_reap`), and, for
 //! comparison, real signals during one (`signal_reap`).
 
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::os::fd::AsFd;
+use std::time::Duration;
 
 use edu_dma::dmabuf::{self, DMA_BUF_SYNC_END, DMA_BUF_SYNC_READ, DMA_BUF_SYNC_START};
 use edu_dma::uapi::*;
 use edu_dma::{BufKind, Dir, Queue};
-use io_uring::{opcode, types, IoUring};
 
 use super::{check_cqe, reap_all};
+use crate::harness::interrupt::{signalled, ArmedRead};
 use crate::harness::*;
 
 /// Two queued device-to-RAM transfers into a streaming buffer whose handle is freed while they
@@ -71,45 +70,17 @@ pub fn taskwork_reap() -> TestResult {
     let m = buf.map().ctx("mmap")?;
     let want = pattern(4096, 0x53);
     dev.write_window_from(&want, 0).ctx("window <- pattern")?;
-    let mut fds = [0; 2];
-    // SAFETY: `fds` is a writable array of two ints.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(format!("pipe2: {}", std::io::Error::last_os_error()));
-    }
-    // SAFETY: pipe2 returned two new descriptors, owned here only.
-    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    let mut ring = IoUring::new(8).ctx("io_uring_setup (no flags)")?;
-    let mut byte = [0u8; 1];
-    let read = opcode::Read::new(types::Fd(rd.as_raw_fd()), byte.as_mut_ptr(), 1)
-        .offset(u64::MAX)
-        .build();
-    // SAFETY: `byte` outlives the request: the completion is reaped below before it goes.
-    unsafe { ring.submission().push(&read) }.map_err(|_| "submission queue full".to_string())?;
-    ring.submit().ctx("io_uring_enter (submit the pipe read)")?;
-    ensure(ring.completion().is_empty(), || {
-        "the read of an empty pipe completed at once".to_string()
-    })?;
+    let armed = ArmedRead::new()?;
     let reqs: Vec<EduDmaReq> = (0..TW_REQS)
         .map(|i| EduDmaReq::buffer_xfer(i, buf.handle(), i * 4096, 0, 4096, Dir::FromDevice))
         .collect();
-    let (tx, rx) = mpsc::channel::<()>();
-    let (r, took) = std::thread::scope(|s| {
-        let wr = &wr;
-        s.spawn(move || {
-            if rx.recv().is_ok() {
-                std::thread::sleep(TW_DELAY);
-                // SAFETY: writes one byte from a valid buffer to the pipe.
-                let _ = unsafe { libc::write(wr.as_raw_fd(), b"x".as_ptr().cast(), 1) };
-            }
-        });
-        let t = Instant::now();
-        let r = q.submit_buffers(&reqs).and_then(|got| {
-            let _ = tx.send(());
+    let (r, took) = armed.during(TW_DELAY, |start| {
+        q.submit_buffers(&reqs).and_then(|got| {
+            start();
             let mut out = vec![EduDmaCqe::default(); n];
             q.reap(&mut out, n as u32, 10_000)
                 .map(|k| (got, out[..k].to_vec()))
-        });
-        (r, t.elapsed())
+        })
     });
     diag(format!(
         "REAP of {n} while io_uring task work arrives returned after {took:?}"
@@ -126,47 +97,22 @@ pub fn taskwork_reap() -> TestResult {
             &format!("request {i}'s bytes"),
         )?;
     }
-    ring.submit_and_wait(1)
-        .ctx("io_uring_enter (reap the pipe read)")?;
-    let res = ring.completion().next().map(|c| c.result());
-    ensure_eq(res, Some(1), "the pipe read's completion")?;
-    drop(ring);
+    armed.reap()?;
     round_trip_on(&dev, 0x54, "transfer after closing the ring")
 }
 
-extern "C" fn on_sigusr1(_: libc::c_int) {}
-
 /// Runs a blocking REAP of `q` for `min` completions (timeout 10 s) on a thread that is sent
 /// SIGUSR1 (handler without `SA_RESTART`) every 50 ms until the reap returns; returns its result
-/// and the completions.
-fn reap_signalled(q: &Queue<'_>, min: u32) -> (std::io::Result<Vec<EduDmaCqe>>, u32) {
-    use nix::sys::pthread::{pthread_kill, pthread_self};
-    use nix::sys::signal::Signal;
-    let (tx, rx) = mpsc::channel();
-    std::thread::scope(|s| {
-        let h = s.spawn(|| {
-            let _ = tx.send(pthread_self());
-            let mut out = vec![EduDmaCqe::default(); 4];
-            q.reap(&mut out, min, 10_000).map(|k| out[..k].to_vec())
-        });
-        let mut signals = 0;
-        if let Ok(tid) = rx.recv() {
-            // Until the thread leaves the ioctl (a signal before it blocks is only handled).
-            for _ in 0..100 {
-                std::thread::sleep(Duration::from_millis(50));
-                if h.is_finished() {
-                    break;
-                }
-                if pthread_kill(tid, Signal::SIGUSR1).is_ok() {
-                    signals += 1;
-                }
-            }
-        }
-        let r = h
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("thread panicked")));
-        (r, signals)
-    })
+/// (the completions) and the signals sent.
+fn reap_signalled(
+    q: &Queue<'_>,
+    min: u32,
+) -> Result<(std::io::Result<Vec<EduDmaCqe>>, u32), String> {
+    let (r, _, signals) = signalled(100, || {
+        let mut out = vec![EduDmaCqe::default(); 4];
+        q.reap(&mut out, min, 10_000).map(|k| out[..k].to_vec())
+    })?;
+    Ok((r, signals))
 }
 
 /// A real signal ends a blocking REAP's wait, never a queued request. Request A completes;
@@ -175,7 +121,6 @@ fn reap_signalled(q: &Queue<'_>, min: u32) -> (std::io::Result<Vec<EduDmaCqe>>, 
 /// waits (`poll` said so), returns A's alone; a REAP for B, signalled the same way, fails with
 /// `EINTR`; then B still ends exactly once, by the watchdog, reaped by a third REAP.
 pub fn signal_reap() -> TestResult {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
     let dev = open(0)?;
     let q = Queue::new(&dev);
     let buf = dev.alloc(2 * 4096, BufKind::Coherent).ctx("alloc")?;
@@ -198,17 +143,8 @@ pub fn signal_reap() -> TestResult {
         .map_err(|e| format!("poll: {e}"))?;
     ensure_eq(n, 1, "A's completion is waiting (POLLIN)")?;
     // No SA_RESTART: an interrupted ioctl comes back with EINTR.
-    let sa = SigAction::new(
-        SigHandler::Handler(on_sigusr1),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    // SAFETY: the handler does nothing.
-    let old = unsafe { sigaction(Signal::SIGUSR1, &sa) }.map_err(|e| format!("sigaction: {e}"))?;
-    let (first, s1) = reap_signalled(&q, 2);
-    let (second, s2) = reap_signalled(&q, 1);
-    // SAFETY: restoring the previous disposition.
-    let _ = unsafe { sigaction(Signal::SIGUSR1, &old) };
+    let (first, s1) = reap_signalled(&q, 2)?;
+    let (second, s2) = reap_signalled(&q, 1)?;
     diag(format!(
         "signals sent: {s1} to the first reap, {s2} to the second"
     ));

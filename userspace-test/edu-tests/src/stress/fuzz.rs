@@ -8,7 +8,10 @@
 //! mappings; huge lengths and offsets; pread/pwrite; alloc/free/mmap/munmap interleaved, files
 //! reopened; a second thread racing XFERs against BUF_FREE on the same handle; and the queue:
 //! SUBMIT of random requests, REAP with random arguments, every request reaped once
-//! (`fuzz/queue.rs`), and the same requests as io_uring commands (`fuzz/uring.rs`).
+//! (`fuzz/queue.rs`), and the same requests as io_uring commands (`fuzz/uring.rs`); and dma-buf:
+//! streaming buffers exported, imported into the other device, mapped, synced, moved by XFER and
+//! COPY through either handle, freed, closed and unmapped in any order, every answer and every
+//! byte predicted by a model (`fuzz/dmabuf.rs`).
 //!
 //! Every answer must be success or an errno of {EINVAL, EFAULT, ENOENT, ENOTTY, EOVERFLOW,
 //! E2BIG, ENOMEM, EPERM, ENOSPC}, or ETIMEDOUT for no more commands than lost interrupts were
@@ -34,6 +37,7 @@ use edu_dma::{Device, Dir};
 
 use super::*;
 
+mod dmabuf;
 mod queue;
 mod uring;
 
@@ -253,6 +257,8 @@ pub(super) struct Fuzz {
     fact_timeouts: u64,
     /// The last queued request's cookie.
     next_cookie: u64,
+    /// The dma-buf operations' state (files of their own).
+    db: dmabuf::DmaBufs,
 }
 
 fn mmap_fixed(addr: usize, len: usize, prot: i32, flags: i32, fd: i32, off: u64) -> i32 {
@@ -314,6 +320,7 @@ impl Fuzz {
             iter: 0,
             fact_timeouts: 0,
             next_cookie: 0,
+            db: dmabuf::DmaBufs::new()?,
         })
     }
 
@@ -1070,7 +1077,8 @@ impl Fuzz {
 
     fn step(&mut self) -> TestResult {
         match self.rng.below(100) {
-            0..=66 => self.ioctl_op(),
+            0..=60 => self.ioctl_op(),
+            61..=66 => self.dmabuf_op(),
             67..=68 => self.queue_op(),
             69 => self.uring_op(),
             70..=79 => self.mmap_op(),
@@ -1156,6 +1164,8 @@ pub fn fuzz() -> TestResult {
     });
     let secs = t0.elapsed().as_secs_f64();
     // Unmap every device mapping, drop the files, clear any pending fault.
+    let (bufs, fds, imports, maps) = f.db.counts();
+    drop(f.db);
     drop(f.devs);
     drop(res);
     for d in 0..2 {
@@ -1200,6 +1210,10 @@ pub fn fuzz() -> TestResult {
         sh.race_ok.load(Ordering::Relaxed),
         sh.race_enoent.load(Ordering::Relaxed),
         f.fact_timeouts
+    ));
+    diag(format!(
+        "fuzz: dma-buf state at the end: {bufs} exported buffers, {fds} fds, {imports} imports, \
+         {maps} mappings"
     ));
     if std::env::var("EDU_FUZZ_VERBOSE").is_ok() {
         for (k, v) in &f.hist {
