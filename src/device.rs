@@ -9,8 +9,8 @@
 //!
 //! File operations reach the bound device only through [`EduDevice::bound`], which counts them
 //! in `Life::users` while `!gone` and hands them a [`Live`] (the bound device, its BAR0 and the
-//! engine). Every DMA resource that outlives one call (a buffer) is tracked from its creation
-//! (`Live::track`) until its owner lets go of it ([`EduDevice::retire`], inside `bound`) or
+//! engine). Every DMA resource that outlives one call (a buffer, a registration) is tracked from
+//! its creation (`Live::track`) until its owner lets go of it ([`EduDevice::retire`], inside `bound`) or
 //! unbind revokes it; other references to it are taken and dropped inside `bound` only, so its
 //! last reference, whose drop unmaps and frees, goes while the device is bound. Unbind ([`EduDevice::shutdown`]) sets `gone` (new calls get `ENODEV`)
 //! and closes the engine (waiting command sequences get `ENODEV`, the running one finishes),
@@ -84,7 +84,10 @@ use crate::{
         EngineHold,
         Request, //
     },
-    raw::pci::PciLocation,
+    raw::{
+        pci::PciLocation,
+        uring::UringCmd, //
+    },
     regs::Bar0,
 };
 
@@ -337,6 +340,23 @@ impl Live<'_> {
             .map_err(|(e, hold)| {
                 drop(hold);
                 e
+            })
+    }
+
+    /// [`Live::submit`] of a request that came as io_uring command `cmd` (see
+    /// [`Engine::submit_cmd`]); refused, the command comes back with the error.
+    pub(crate) fn submit_cmd(
+        &self,
+        id: u64,
+        req: Request,
+        cmd: UringCmd,
+    ) -> core::result::Result<(), (Error, Option<UringCmd>)> {
+        self.edu
+            .engine
+            .submit_cmd(id, req, Some(cmd), self.bar)
+            .map_err(|(e, hold, cmd)| {
+                drop(hold);
+                (e, cmd)
             })
     }
 

@@ -4,6 +4,7 @@
 //! unbind (quiesce), plus the allocator of `/dev/edu-dma<N>` instance numbers.
 
 use kernel::{
+    debugfs,
     device::Core,
     dma::{
         Device as _,
@@ -37,8 +38,7 @@ use crate::{
     engine::WATCHDOG_PERIOD,
     file::EduNode,
     raw,
-    regs::*,
-    userpages::max_segment,
+    regs::*, //
 };
 
 // SAFETY: `pci::Vendor` is `#[repr(transparent)]` over `u16`, and any `u16` is a valid vendor ID.
@@ -86,11 +86,14 @@ impl Drop for Instance {
 /// The driver.
 pub(crate) struct EduDriver;
 
-/// Per-binding data; fields drop in order: node, interrupt, watchdog, instance number.
+/// Per-binding data; fields drop in order: node, debugfs, interrupt, watchdog, instance number.
 #[pin_data]
 pub(crate) struct EduData {
     #[pin]
     node: EduNode,
+    /// debugfs `edu-dma<N>/gaps`: the engine's command gaps (`crate::gaps`); a write clears them.
+    #[pin]
+    gaps: debugfs::File<Arc<EduDevice>>,
     #[pin]
     irq: irq::Registration<Arc<EduDevice>>,
     /// The queue's watchdog timer; dropping the handle cancels it (waiting for a running tick).
@@ -160,11 +163,16 @@ impl pci::Driver for EduDriver {
             // SAFETY: probe: no DMA allocation or mapping exists for this device yet, and none is
             // made concurrently (nothing else knows the device).
             unsafe { pdev.dma_set_mask_and_coherent(DmaMask::try_new(params.dma_bits)?)? };
-            // One edu command moves at most one window: keep IOMMU merging at that (or at a page,
-            // where pages are larger than the window).
+            // No segment limit: one edu command moves at most one window, but the driver cuts
+            // every bus-contiguous range at window steps itself (`split.rs`), whatever length the
+            // DMA API or an exporter hands it. A claimed limit (one window, before) is not one the
+            // device has, and exporters that ignore it (udmabuf builds its tables with
+            // `sg_alloc_table_from_pages`, merging contiguous memfd pages) then trip DMA-API
+            // debug's "mapping sg segment longer than device claims to support" (seen in the
+            // 64-bit boot, where such pages are often contiguous).
             // SAFETY: probe: no DMA mapping exists for this device yet, and none is made
             // concurrently.
-            unsafe { pdev.dma_set_max_seg_size(max_segment()) };
+            unsafe { pdev.dma_set_max_seg_size(u32::MAX) };
 
             let bar = pdev.iomap_region_sized::<BAR0_SIZE>(0, c"edu_dma")?;
             let ident = check_identity(pdev, &bar)?;
@@ -201,9 +209,20 @@ impl pci::Driver for EduDriver {
             );
 
             let watchdog = edu.clone().start(WATCHDOG_PERIOD);
+            // Best effort, like every debugfs entry: without debugfs the file simply is not there.
+            let dir = debugfs::Dir::new(&name);
             Ok(try_pin_init!(EduData {
                 irq <- pdev.request_irq(*vectors.start(), flags, c"edu_dma", Ok::<_, Error>(edu.clone())),
                 _watchdog: watchdog,
+                gaps <- dir.read_write_callback_file(
+                    c"gaps",
+                    edu.clone(),
+                    &|edu: &Arc<EduDevice>, f| edu.engine.write_gaps(f),
+                    &|edu: &Arc<EduDevice>, _| {
+                        edu.engine.clear_gaps();
+                        Ok(())
+                    },
+                ),
                 node <- EduNode::register(name, pdev.as_ref(), edu.clone()),
                 edu,
                 _instance: instance,

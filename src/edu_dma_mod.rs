@@ -20,27 +20,33 @@
 //! - [`export`]: dma-buf export of streaming buffers (the device's side: ownership syncs, the
 //!   buffer's lifetime while a dma-buf holds it).
 //! - [`userpages`]: pinned user memory mapped through a scatter-gather table.
+//! - [`registered`]: registered user memory (`REG_USER`): long-term pins charged to
+//!   `RLIMIT_MEMLOCK`, mapped once, revoked at unbind.
 //! - [`split`]: the arithmetic of ranges and pieces (no kernel dependency; unit-tested on the
 //!   host, shared with userspace like `uapi`).
 //! - [`device`]: per-device shared state, lifetime protocol, lock order, revocation, budget.
 //! - [`engine`]: the command engine (one command at a time on BAR0, completed by the IRQ): the
 //!   synchronous holds and the per-file queues, round robin, cancellation.
+//! - [`gaps`]: the ring of completion-interrupt-to-next-command gaps the engine records (no
+//!   kernel dependency; unit-tested on the host, shared with userspace like `split`), read
+//!   through debugfs.
 //! - [`irq`]: the interrupt handler (hard IRQ: completes a queued command and starts the next)
 //!   and the queue's watchdog timer.
 //! - [`regs`]: the register map.
 //! - [`driver`]: PCI glue (probe/unbind).
 //! - [`uapi`]: the userspace API (shared with the userspace library).
 //! - [`raw`]: the unsafe layer, one leaf per subject (`cred`, `dma`, `dmabuf`, `eventfd`, `gup`,
-//!   `irqlock`, `misc`, `pci`, `signal`, `vm`): the only users of raw `bindings`, importing
+//!   `irqlock`, `memlock`, `misc`, `pci`, `signal`, `uring`, `vm`): the only users of raw `bindings`, importing
 //!   nothing of the driver.
 //!
 //! Import graph (`use crate::`; `../shared/tools/src-cycles` prints it), with no cycle:
 //! `driver` -> `file` -> `xfer` -> `buffer` -> `device` -> `engine` -> `regs`; `file` and `xfer`
 //! also use `userpages` (-> `engine`), `file` also `buffer`, `device`, `engine` and `export`
-//! (-> `buffer`, `device`), `xfer` also `device` and `engine`; `driver` also `device`, `engine`,
-//! `regs` and `userpages`; `irq` -> `device`, `engine`, `regs`; `engine` also uses `raw` (its
-//! irq-safe lock, `signal`, `eventfd`). The leaves `raw`, `split`, `regs` and `uapi` (used by `file` only)
-//! import no driver module.
+//! (-> `buffer`, `device`), `xfer` also `device` and `engine`; `driver` also `device`, `engine`
+//! and `regs`; `irq` -> `device`, `engine`, `regs`; `engine` also uses `raw` (its
+//! irq-safe lock, `signal`, `eventfd`, `uring`) and `gaps`; `file` and `xfer` also use `registered` (->
+//! `device`, `userpages`). The leaves `raw`, `split`, `gaps`, `regs` and `uapi` (used by `file`
+//! only) import no driver module.
 
 mod buffer;
 mod device;
@@ -48,9 +54,11 @@ mod driver;
 mod engine;
 mod export;
 mod file;
+mod gaps;
 mod import;
 mod irq;
 mod raw;
+mod registered;
 mod regs;
 mod split;
 mod uapi;

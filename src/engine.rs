@@ -31,8 +31,16 @@
 //! never hold it when the handler interrupts it on the same CPU.
 //!
 //! Completions are reaped (`REAP`), polled (`poll_cv`: `POLLIN`) and, if the file set one, counted
-//! on its eventfd (`set_eventfd`): every place that ends a request (sets its status) signals it,
-//! under the lock, so the count is one per request, whatever ends it.
+//! on its eventfd (`set_eventfd`): every place that ends a request ([`end`], under the lock) signals
+//! it, so the count is one per request, whatever ends it. A request that came as an io_uring
+//! command ([`Engine::submit_cmd`]) also queues its command's task work there (from the hard
+//! handler too: `io_uring_cmd_done` must not run in hard-IRQ context), which takes the
+//! completion ([`Engine::take`]), drops the hold in process context and posts the CQE; io_uring's
+//! cancellation ([`Engine::cancel`]) ends it like a close ends a file's requests, one request.
+//!
+//! The gap from each DMA completion interrupt to the next command's start, and the handler's time
+//! here, are recorded under the lock ([`Engine::write_gaps`], debugfs `edu-dma<N>/gaps`; see
+//! `gaps.rs`).
 //!
 //! Lost interrupts: a periodic watchdog (the device's hrtimer, [`Engine::watchdog`]) ends the
 //! running queued command once its timeout has passed and the device reads idle (`ETIMEDOUT`,
@@ -47,6 +55,7 @@
 //! holds `ERESTARTSYS`: a queued request is not ended by a signal.
 
 use kernel::{
+    fmt,
     io::{
         poll::read_poll_timeout_atomic,
         Io, //
@@ -71,6 +80,11 @@ use kernel::{
 };
 
 use crate::{
+    gaps::{
+        write_text,
+        Gaps,
+        GAP_SAMPLES, //
+    },
     raw::{
         ecanceled,
         eventfd::EventFd,
@@ -80,6 +94,7 @@ use crate::{
             IrqSpinLockGuard, //
         },
         signal,
+        uring::UringCmd,
     },
     regs::*,
     split::{
@@ -158,6 +173,10 @@ struct Slot {
     done: usize,
     /// `None` while in flight; then 0 or a negative errno.
     status: Option<i32>,
+    /// The io_uring command the request came as: ended with it ([`end`]).
+    cmd: Option<UringCmd>,
+    /// io_uring cancelled it while it ran: it ends `ECANCELED` after its current step.
+    cancelled: bool,
 }
 
 /// The queue of one file: its slots, in submission order (in flight and completed alike).
@@ -171,11 +190,16 @@ struct FileQueue {
     eventfd: Option<EventFd>,
 }
 
-/// A request of the file with eventfd `eventfd` ended: one count (under the engine lock, also in
-/// hard-IRQ context: `EventFd::signal` takes only the eventfd's own irq-safe lock).
-fn ended(eventfd: &Option<EventFd>) {
+/// Ends request `slot` of the file with eventfd `eventfd` with `status`: one count on the eventfd,
+/// and its io_uring command's task work queued (under the engine lock, also in hard-IRQ context:
+/// `EventFd::signal` takes only the eventfd's own irq-safe lock, task work is queued locklessly).
+fn end(slot: &mut Slot, status: i32, eventfd: &Option<EventFd>) {
+    slot.status = Some(status);
     if let Some(e) = eventfd {
         e.signal();
+    }
+    if let Some(cmd) = slot.cmd.take() {
+        cmd.complete_in_task();
     }
 }
 
@@ -228,6 +252,10 @@ struct State {
     released: bool,
     next_seq: u64,
     next_file: u64,
+    /// When the last DMA completion interrupt arrived, until the next command starts.
+    gap_from: Option<Instant<Monotonic>>,
+    /// Completion-interrupt-to-next-start gaps (`crate::gaps`).
+    gaps: Gaps,
 }
 
 /// The command engine of one device.
@@ -261,6 +289,8 @@ impl Engine {
                     released: false,
                     next_seq: 1,
                     next_file: 1,
+                    gap_from: None,
+                    gaps: Gaps::new(),
                 },
                 "Engine::state"
             ),
@@ -318,16 +348,40 @@ impl Engine {
     /// (accepted only when the device reads idle: a late interrupt of an earlier command cannot
     /// complete it) and starts the next one.
     pub(crate) fn irq(&self, status: u32, bar: &Bar0) {
+        let at = Instant::now();
         self.stats.irqs.add(1, Relaxed);
         let mut st = self.state.lock();
         if st.busy {
             st.irq_status |= status;
             self.cv.notify_all();
-            return;
-        }
-        if status & IRQ_DMA != 0 && st.running.is_some() && dma_idle(bar) {
+        } else if status & IRQ_DMA != 0 && st.running.is_some() && dma_idle(bar) {
+            st.gap_from = Some(at);
             self.command_done(&mut st, Some(bar), Ok(()));
         }
+        st.gaps.handled((Instant::now() - at).as_nanos());
+    }
+
+    /// The debugfs text of the gaps recorded since the last [`Engine::clear_gaps`]
+    /// (`crate::gaps::write_text`).
+    pub(crate) fn write_gaps(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut kept = KVec::with_capacity(GAP_SAMPLES, GFP_KERNEL).map_err(|_| fmt::Error)?;
+        let (total, irqs) = {
+            let st = self.state.lock();
+            // Within the capacity reserved above: no allocation under the lock.
+            for &g in st.gaps.kept() {
+                kept.push_within_capacity(g).map_err(|_| fmt::Error)?;
+            }
+            (st.gaps.total(), st.gaps.irq_time())
+        };
+        write_text(f, total, &kept, irqs)
+    }
+
+    /// Forgets the recorded gaps and interrupt times (and the last completion, so the next
+    /// command records no gap).
+    pub(crate) fn clear_gaps(&self) {
+        let mut st = self.state.lock();
+        st.gaps.clear();
+        st.gap_from = None;
     }
 
     /// Fault injection: the next `n` DMA commands raise no completion interrupt.
@@ -345,8 +399,7 @@ impl Engine {
         for fq in st.files.iter_mut() {
             for slot in fq.slots.iter_mut() {
                 if slot.status.is_none() && Some(slot.seq) != running {
-                    slot.status = Some(ENODEV.to_errno());
-                    ended(&fq.eventfd);
+                    end(slot, ENODEV.to_errno(), &fq.eventfd);
                 }
             }
         }
@@ -383,6 +436,14 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// [`Engine::wait_released`], uninterruptibly: for task work, which cannot restart.
+    pub(crate) fn wait_released_uninterruptible(&self) {
+        let mut st = self.state.lock();
+        while !st.released {
+            self.cv.wait(&mut st);
+        }
     }
 
     /// Takes one hold of a request that is no longer in flight (of file `file`, or of any file
@@ -440,16 +501,33 @@ impl Engine {
         req: Request,
         bar: &Bar0,
     ) -> core::result::Result<(), (Error, Option<Hold>)> {
+        self.submit_cmd(id, req, None, bar)
+            .map_err(|(e, hold, _)| (e, hold))
+    }
+
+    /// [`Engine::submit`] of a request that came as io_uring command `cmd`, which the engine
+    /// tags with the request's sequence number (under the lock, before anything can end it) and
+    /// ends with the request ([`end`]). Refused, the command comes back too.
+    pub(crate) fn submit_cmd(
+        &self,
+        id: u64,
+        req: Request,
+        cmd: Option<UringCmd>,
+        bar: &Bar0,
+    ) -> core::result::Result<(), (Error, Option<Hold>, Option<UringCmd>)> {
         let mut st = self.state.lock();
         if st.closed {
-            return Err((ENODEV, req.hold));
+            return Err((ENODEV, req.hold, cmd));
         }
         let seq = st.next_seq;
         let Some(fq) = st.files.iter_mut().find(|fq| fq.id == id) else {
-            return Err((ENODEV, req.hold));
+            return Err((ENODEV, req.hold, cmd));
         };
         if fq.closing || fq.slots.len() >= fq.slots.capacity() {
-            return Err((EAGAIN, req.hold));
+            return Err((EAGAIN, req.hold, cmd));
+        }
+        if let Some(c) = &cmd {
+            c.set_tag(seq);
         }
         let slot = Slot {
             seq,
@@ -460,10 +538,13 @@ impl Engine {
             next: 0,
             done: 0,
             status: None,
+            cmd,
+            cancelled: false,
         };
         // Cannot fail: the capacity was checked above (no allocation under the lock).
         if let Err(e) = fq.slots.push_within_capacity(slot) {
-            return Err((EAGAIN, e.0.hold));
+            let mut slot = e.0;
+            return Err((EAGAIN, slot.hold.take(), slot.cmd.take()));
         }
         st.next_seq += 1;
         self.dispatch(&mut st, bar);
@@ -644,23 +725,56 @@ impl Engine {
     /// by the caller outside the lock, while the device is bound) one at a time through `put`.
     pub(crate) fn remove_done(&self, id: u64, done: &[Done], mut put: impl FnMut(Hold)) {
         for d in done {
-            let hold = {
-                let mut st = self.state.lock();
-                let Some(fq) = st.files.iter_mut().find(|fq| fq.id == id) else {
-                    return;
-                };
-                let Some(i) = fq.slots.iter().position(|s| s.seq == d.seq) else {
-                    continue;
-                };
-                match fq.slots.remove(i) {
-                    Ok(mut slot) => slot.hold.take(),
-                    Err(_) => None,
-                }
-            };
-            if let Some(h) = hold {
+            if let Some((_, Some(h))) = self.take(id, d.seq) {
                 put(h);
             }
-            // A slot left: the queue has room.
+        }
+    }
+
+    /// Removes the ended request `seq` of file `id`: its completion and its hold (to be dropped
+    /// by the caller outside the lock, while the device is bound; `None` once unbind released
+    /// it). `None` if there is no such request, or it has not ended.
+    pub(crate) fn take(&self, id: u64, seq: u64) -> Option<(Done, Option<Hold>)> {
+        let taken = {
+            let mut st = self.state.lock();
+            let fq = st.files.iter_mut().find(|fq| fq.id == id)?;
+            let i = fq
+                .slots
+                .iter()
+                .position(|s| s.seq == seq && s.status.is_some())?;
+            fq.slots.remove(i).ok()
+        };
+        // A slot left: the queue has room.
+        self.cv.notify_all();
+        let mut slot = taken?;
+        let done = Done {
+            cookie: slot.cookie,
+            status: slot.status?,
+            done: slot.done as u64,
+            seq,
+        };
+        Some((done, slot.hold.take()))
+    }
+
+    /// io_uring cancels request `seq` of file `id`: if it has not started, it ends `ECANCELED`
+    /// now; if it runs, after its current step. Nothing if it has ended, or is unknown.
+    pub(crate) fn cancel(&self, id: u64, seq: u64) {
+        let mut st = self.state.lock();
+        let running = st.running.map(|r| r.seq);
+        let Some(fq) = st.files.iter_mut().find(|fq| fq.id == id) else {
+            return;
+        };
+        let Some(slot) = fq
+            .slots
+            .iter_mut()
+            .find(|s| s.seq == seq && s.status.is_none())
+        else {
+            return;
+        };
+        if running == Some(seq) {
+            slot.cancelled = true;
+        } else {
+            end(slot, ecanceled().to_errno(), &fq.eventfd);
             self.cv.notify_all();
         }
     }
@@ -678,8 +792,7 @@ impl Engine {
             fq.closing = true;
             for slot in fq.slots.iter_mut() {
                 if slot.status.is_none() && Some(slot.seq) != running {
-                    slot.status = Some(ecanceled().to_errno());
-                    ended(&fq.eventfd);
+                    end(slot, ecanceled().to_errno(), &fq.eventfd);
                 }
             }
             while st.running.is_some_and(|r| r.file == id) {
@@ -760,8 +873,7 @@ impl Engine {
             return;
         };
         let Some(&cmd) = slot.cmds.get(slot.next) else {
-            slot.status = Some(EINVAL.to_errno());
-            ended(&fq.eventfd);
+            end(slot, EINVAL.to_errno(), &fq.eventfd);
             self.cv.notify_all();
             return;
         };
@@ -776,15 +888,18 @@ impl Engine {
         .is_err()
         {
             // Never programmed: a bad range (not reached: ranges are checked at submit).
-            slot.status = Some(EINVAL.to_errno());
-            ended(&fq.eventfd);
+            end(slot, EINVAL.to_errno(), &fq.eventfd);
             self.cv.notify_all();
             return;
+        }
+        let now = Instant::now();
+        if let Some(from) = st.gap_from.take() {
+            st.gaps.record((now - from).as_nanos());
         }
         st.running = Some(Running {
             file,
             seq,
-            deadline: Instant::now() + timeout,
+            deadline: now + timeout,
         });
     }
 
@@ -821,19 +936,17 @@ impl Engine {
                     Ok(()) if slot.next >= slot.cmds.len() => Some(0),
                     Ok(()) if mid_step => None,
                     Ok(()) if closed => Some(ENODEV.to_errno()),
-                    Ok(()) if closing => Some(ecanceled().to_errno()),
+                    Ok(()) if closing || slot.cancelled => Some(ecanceled().to_errno()),
                     Ok(()) => None,
                 };
-                slot.status = status;
-                if status.is_some() {
-                    ended(&fq.eventfd);
+                if let Some(status) = status {
+                    end(slot, status, &fq.eventfd);
                 }
                 if status.is_none() && mid_step {
                     more = Some(run.seq);
                 }
             }
         }
-        self.cv.notify_all();
         match (more, bar) {
             (Some(seq), Some(bar)) => self.start(st, run.file, seq, bar),
             (None, Some(bar)) => self.dispatch(st, bar),
@@ -842,13 +955,15 @@ impl Engine {
                 if let Some(seq) = more {
                     if let Some(fq) = st.files.iter_mut().find(|fq| fq.id == run.file) {
                         if let Some(slot) = fq.slots.iter_mut().find(|s| s.seq == seq) {
-                            slot.status = Some(ENODEV.to_errno());
-                            ended(&fq.eventfd);
+                            end(slot, ENODEV.to_errno(), &fq.eventfd);
                         }
                     }
                 }
             }
         }
+        // Waiters are woken once the next command runs: a wakeup on this CPU costs the handler
+        // about 11 us (docs/performance.md, figure 5), which would otherwise leave the device idle.
+        self.cv.notify_all();
     }
 
     /// The watchdog (hard-IRQ context, every [`WATCHDOG_PERIOD`]): ends the running queued

@@ -6,7 +6,7 @@
 //! Errno conventions (see `include/uapi/linux/edu_dma.h`): `ENOTTY` unknown ioctl, `EFAULT` bad
 //! pointers or unpinnable memory, `EINVAL` bad flags, reserved fields and ranges (and the export
 //! of a coherent buffer), `ENOENT` unknown handle, `EOVERFLOW` factorial above 12, `E2BIG` copy
-//! above `COPY_MAX`, `ENODEV` after unbind, `EINTR` a signal ended a wait. A wait that only task
+//! above `COPY_MAX`, `ENOSPC` a file's registrations full, `ENODEV` after unbind, `EINTR` a signal ended a wait. A wait that only task
 //! work broke (io_uring's `TWA_SIGNAL`, no signal) ends in `ERESTARTSYS` instead
 //! (`raw::signal::interrupted`), and the call restarts from its arguments: FACTORIAL, XFER and
 //! USER_XFER repeat the same transfer, COPY copies again from the start (its `done` is reset), and
@@ -19,6 +19,15 @@
 //! `poll` reports them (`POLLIN`) and room (`POLLOUT`). Close cancels the file's requests. A
 //! signal never ends a queued request: only the waits of `REAP` (`EINTR`, or `ERESTARTSYS` for
 //! task work, when no completion is waiting).
+//!
+//! io_uring: an `IORING_OP_URING_CMD` (`EDU_DMA_URING_CMD_XFER`) carries one request in its
+//! 128-byte SQE, parsed and queued like a `SUBMIT` request (`submit_one`) on a second queue of the
+//! file's (`uqid`: REAP, poll and the eventfd see only the first), with the command attached. The
+//! engine ends the command with the request; its task work (`uring_task`) takes the completion,
+//! drops the hold inside `bound` (or, after unbind, once unbind released it) and returns the CQE
+//! result: bytes done, or the request's errno. io_uring's cancellation (ring torn down, task
+//! exiting) cancels the request (`Engine::cancel`). A command holds its file, so the file is not
+//! released while one is in flight: close of the edu fd changes nothing for them.
 
 use kernel::{
     fs::{
@@ -83,7 +92,8 @@ use crate::{
     },
     engine::{
         Dir,
-        Done, //
+        Done,
+        Request, //
     },
     export::{
         self,
@@ -101,8 +111,13 @@ use crate::{
             MiscNode,
             NodeFile, //
         },
+        uring::{
+            Issue,
+            UringCmd, //
+        },
         vm::vma_pgoff,
     },
+    registered::Registered,
     split::{
         self,
         WINDOW, //
@@ -145,7 +160,9 @@ uapi_bytes!(
     EduDmaSubmit,
     EduDmaCqe,
     EduDmaReap,
-    EduDmaSetEventfd
+    EduDmaSetEventfd,
+    EduDmaRegUser,
+    EduDmaUnregUser
 );
 
 /// The `file_operations` of every `/dev/edu-dma<N>`.
@@ -181,6 +198,34 @@ unsafe impl NodeFile for EduFile {
         }
         mask
     }
+
+    /// `IORING_OP_URING_CMD`: `EDU_DMA_URING_CMD_XFER` queues the request in the 128-byte SQE
+    /// (see the module comment); any other `cmd_op` is `ENOTTY`, like an unknown ioctl.
+    fn uring_cmd(
+        me: Pin<&EduFile>,
+        issue: &Issue<'_>,
+        cmd: UringCmd,
+    ) -> core::result::Result<(), (Error, UringCmd)> {
+        if issue.op() != EDU_DMA_URING_CMD_XFER {
+            return Err((ENOTTY, cmd));
+        }
+        match issue.read_sqe128::<EduDmaReq>() {
+            Ok(r) => me.uring_submit(&r, cmd),
+            Err(e) => Err((e, cmd)),
+        }
+    }
+
+    fn uring_cancel(me: Pin<&EduFile>, tag: u64) {
+        let id = me.uqid.load(Acquire);
+        // Tag 0: not queued yet; io_uring offers the command again until it completes.
+        if id != 0 && tag != 0 {
+            me.edu.engine.cancel(id, tag);
+        }
+    }
+
+    fn uring_task(me: Pin<&EduFile>, tag: u64) -> i32 {
+        me.uring_done(tag)
+    }
 }
 
 /// The `/dev` node of one device.
@@ -198,6 +243,10 @@ struct Bufs {
     /// hold this file, so they are released with it.
     zombies: KVec<Arc<Buffer>>,
     next: u32,
+    /// Registered user memory (`REG_USER`), by id; at most `EDU_DMA_REG_MAX`.
+    regs: KVec<(u32, Arc<Registered>)>,
+    /// The next registration id (ids are never reused).
+    next_reg: u32,
 }
 
 /// An open `/dev/edu-dma<N>`.
@@ -211,6 +260,11 @@ pub(crate) struct EduFile {
     /// Serialises creating the queue and reaping it (a reap copies out, then removes).
     #[pin]
     queue: Mutex<()>,
+    /// The id of the file's queue of io_uring commands in the engine (0: none yet).
+    uqid: Atomic<u64>,
+    /// Serialises creating that queue (not `queue`: a reaper holds it while it waits).
+    #[pin]
+    uring: Mutex<()>,
 }
 
 // The uapi, parsed: below this file no uapi integer travels.
@@ -283,30 +337,37 @@ fn user_range(addr: u64, len: u64) -> Result<(usize, usize)> {
 #[pinned_drop]
 impl PinnedDrop for EduFile {
     fn drop(self: Pin<&mut Self>) {
-        // The queue first: its requests hold buffer references, pins and mappings.
-        let id = self.qid.load(Acquire);
-        if id != 0
-            && self
-                .edu
-                .bound(|live| {
-                    live.detach(id);
-                    Ok(())
-                })
-                .is_err()
-        {
-            // Unbind released (or is releasing) the holds; forget what is left.
-            self.edu.engine.detach_gone(id);
+        // The queues first: their requests hold buffer references, pins and mappings (the
+        // io_uring queue is empty: each command holds the file until it completed).
+        for id in [self.qid.load(Acquire), self.uqid.load(Acquire)] {
+            if id != 0
+                && self
+                    .edu
+                    .bound(|live| {
+                        live.detach(id);
+                        Ok(())
+                    })
+                    .is_err()
+            {
+                // Unbind released (or is releasing) the holds; forget what is left.
+                self.edu.engine.detach_gone(id);
+            }
         }
-        // Out of the lock first: a buffer's last drop releases DMA memory and mappings.
-        let (live, zombies) = {
+        // Out of the lock first: a buffer's last drop releases DMA memory and mappings, a
+        // registration's unmaps, unpins and refunds its memlock charge.
+        let (live, zombies, regs) = {
             let mut bufs = self.bufs.lock();
             (
                 core::mem::take(&mut bufs.live),
                 core::mem::take(&mut bufs.zombies),
+                core::mem::take(&mut bufs.regs),
             )
         };
         for buf in Iterator::chain(live.into_iter().map(|e| e.buf), zombies) {
             self.edu.retire(buf);
+        }
+        for (_, reg) in regs {
+            self.edu.retire(reg);
         }
     }
 }
@@ -493,6 +554,84 @@ impl EduFile {
             .bound(|_| self.buffer(req.handle)?.sync(off, end - off, to))
     }
 
+    /// `EDU_DMA_IOC_REG_USER`: registers `[addr, addr + len)` of the caller (see `registered.rs`).
+    fn reg_user(&self, req: &mut EduDmaRegUser) -> Result {
+        if req.flags != 0 {
+            return Err(EINVAL);
+        }
+        let (addr, len) = user_range(req.addr, req.len)?;
+        if addr % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
+            return Err(EINVAL);
+        }
+        if len > EDU_DMA_REG_MAX_LEN as usize {
+            return Err(E2BIG);
+        }
+        // Pinning takes the mmap lock, which orders before `bufs` (see `device.rs`): the count
+        // is checked before (fast `ENOSPC`) and again at the insertion, under the lock.
+        let room = |bufs: &Bufs| -> Result {
+            if bufs.regs.len() >= EDU_DMA_REG_MAX as usize {
+                return Err(ENOSPC);
+            }
+            bufs.next_reg.checked_add(1).ok_or(ENOSPC).map(|_| ())
+        };
+        room(&self.bufs.lock())?;
+        let reg = self.edu.bound(|live| Registered::new(live, addr, len))?;
+        let mut bufs = self.bufs.lock();
+        let ready = room(&bufs).and_then(|()| Ok(bufs.regs.reserve(1, GFP_KERNEL)?));
+        let id = bufs.next_reg;
+        // Cannot fail to push once the room is reserved.
+        let ret = match ready {
+            Ok(()) => bufs
+                .regs
+                .push_within_capacity((id, reg))
+                .map_err(|e| (ENOMEM, e.0 .1)),
+            Err(e) => Err((e, reg)),
+        };
+        match ret {
+            Ok(()) => {
+                bufs.next_reg = id + 1;
+                req.id = id;
+                Ok(())
+            }
+            Err((e, reg)) => {
+                drop(bufs);
+                // Unmapped, unpinned and uncharged while bound (see `EduDevice::retire`).
+                self.edu.retire(reg);
+                Err(e)
+            }
+        }
+    }
+
+    /// `EDU_DMA_IOC_UNREG_USER`: drops the id now; the registration goes with its last queued
+    /// request (or now, if none uses it).
+    fn unreg_user(&self, req: &EduDmaUnregUser) -> Result {
+        if req.flags != 0 {
+            return Err(EINVAL);
+        }
+        let reg = {
+            let mut bufs = self.bufs.lock();
+            let i = bufs
+                .regs
+                .iter()
+                .position(|(id, _)| *id == req.id)
+                .ok_or(ENOENT)?;
+            bufs.regs.remove(i)?.1
+        };
+        self.edu.retire(reg);
+        Ok(())
+    }
+
+    /// The registration of `id`. Call it inside `bound` only, and drop the reference there (as
+    /// for [`EduFile::buffer`]).
+    fn registration(&self, id: u32) -> Result<Arc<Registered>> {
+        let bufs = self.bufs.lock();
+        bufs.regs
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, r)| r.clone())
+            .ok_or(ENOENT)
+    }
+
     fn xfer(&self, req: &EduDmaXfer) -> Result {
         let dir = direction(req.flags)?;
         if req.reserved != 0 {
@@ -585,20 +724,30 @@ impl EduFile {
 
     /// The file's queue id, creating the queue at the first call.
     fn queue_id(&self) -> Result<u64> {
+        self.queue_of(&self.qid, &self.queue)
+    }
+
+    /// The id of the file's queue of io_uring commands, creating it at the first call.
+    fn uring_queue_id(&self) -> Result<u64> {
+        self.queue_of(&self.uqid, &self.uring)
+    }
+
+    /// The queue whose id is kept in `qid`, created under `lock` at the first call.
+    fn queue_of(&self, qid: &Atomic<u64>, lock: &Mutex<()>) -> Result<u64> {
         // Without the lock when it exists: a reaper may hold the lock while it waits.
-        let id = self.qid.load(Acquire);
+        let id = qid.load(Acquire);
         if id != 0 {
             return Ok(id);
         }
-        let _guard = self.queue.lock();
-        let id = self.qid.load(Acquire);
+        let _guard = lock.lock();
+        let id = qid.load(Acquire);
         if id != 0 {
             return Ok(id);
         }
         let depth = self.edu.params.queue_depth;
         let id = self.edu.bound(|_| self.edu.engine.attach(depth))?;
         // Release: whoever sees the id finds the queue in the engine.
-        self.qid.store(id, Release);
+        qid.store(id, Release);
         Ok(id)
     }
 
@@ -616,7 +765,7 @@ impl EduFile {
         for _ in 0..count {
             let one = reader
                 .read::<EduDmaReq>()
-                .and_then(|r| self.submit_one(id, &r));
+                .and_then(|r| self.submit_one(id, &r, |live, q| live.submit(id, q)));
             match one {
                 Ok(()) => queued += 1,
                 Err(e) if queued == 0 => return Err(e),
@@ -626,8 +775,14 @@ impl EduFile {
         Ok(queued)
     }
 
-    /// Parses, builds and queues one request.
-    fn submit_one(&self, id: u64, r: &EduDmaReq) -> Result {
+    /// Parses and builds one request for file queue `id` (its room checked first), and queues it
+    /// with `queue`.
+    fn submit_one(
+        &self,
+        id: u64,
+        r: &EduDmaReq,
+        queue: impl FnOnce(&Live<'_>, Request) -> Result,
+    ) -> Result {
         if r.reserved != 0 {
             return Err(EINVAL);
         }
@@ -653,6 +808,21 @@ impl EduFile {
                     room()?;
                     let buf = self.buffer(r.handle)?;
                     let q = xfer::queued_buffer_xfer(buf, off, win, count, dir, cookie, tmo)?;
+                    queue(live, q)
+                })
+            }
+            EDU_DMA_OP_REG_XFER => {
+                let dir = direction(r.flags)?;
+                if r.dst != 0 || r.dst_handle != 0 {
+                    return Err(EINVAL);
+                }
+                let count = u32::try_from(r.len).map_err(|_| EINVAL)?;
+                let (win, count) = window_range(r.win_offset, count)?;
+                self.edu.bound(|live| {
+                    let reg = self.registration(r.handle)?;
+                    let (off, _) = reg.check_range(r.addr, count as u64)?;
+                    room()?;
+                    let q = xfer::queued_reg_xfer(reg, off, win, count, dir, cookie, tmo)?;
                     live.submit(id, q)
                 })
             }
@@ -667,7 +837,7 @@ impl EduFile {
                 self.edu.bound(|live| {
                     room()?;
                     let q = xfer::queued_user_xfer(live, addr, len, win, dir, cookie, tmo)?;
-                    live.submit(id, q)
+                    queue(live, q)
                 })
             }
             EDU_DMA_OP_COPY => {
@@ -694,10 +864,67 @@ impl EduFile {
                     room()?;
                     let (src, dst) = (self.resolve(src)?, self.resolve(dst)?);
                     let q = xfer::queued_copy(live, src, dst, len, cookie, tmo)?;
-                    live.submit(id, q)
+                    queue(live, q)
                 })
             }
             _ => Err(EINVAL),
+        }
+    }
+
+    /// An `EDU_DMA_URING_CMD_XFER` request: parsed, built and queued like a `SUBMIT` request, on
+    /// the file's io_uring queue, with its command; refused, the command comes back with the
+    /// error (its CQE result). The cookie must be 0: the command's `user_data` names it.
+    fn uring_submit(
+        &self,
+        r: &EduDmaReq,
+        cmd: UringCmd,
+    ) -> core::result::Result<(), (Error, UringCmd)> {
+        if r.cookie != 0 {
+            return Err((EINVAL, cmd));
+        }
+        let id = match self.uring_queue_id() {
+            Ok(id) => id,
+            Err(e) => return Err((e, cmd)),
+        };
+        let mut cmd = Some(cmd);
+        let ret = self.submit_one(id, r, |live, q| {
+            let c = cmd.take().ok_or(EINVAL)?;
+            live.submit_cmd(id, q, c).map_err(|(e, c)| {
+                cmd = c;
+                e
+            })
+        });
+        // The engine has the command unless it gave it back (or it was never offered).
+        match cmd {
+            None => Ok(()),
+            Some(c) => Err((ret.err().unwrap_or(EINVAL), c)),
+        }
+    }
+
+    /// Task work of the io_uring command with tag `tag`, which the engine ended: takes its
+    /// completion, drops its hold inside `bound` (once the device is gone, unbind released it:
+    /// waits for that) and returns the CQE result, bytes done or the request's errno.
+    fn uring_done(&self, tag: u64) -> i32 {
+        let id = self.uqid.load(Acquire);
+        let engine = &self.edu.engine;
+        let mut taken = None;
+        let bound = self.edu.bound(|_| {
+            taken = engine.take(id, tag).map(|(d, hold)| {
+                drop(hold);
+                d
+            });
+            Ok(())
+        });
+        if bound.is_err() {
+            engine.wait_released_uninterruptible();
+            // Unbind released the hold: `None` here.
+            taken = engine.take(id, tag).map(|(d, _)| d);
+        }
+        match taken {
+            Some(d) if d.status == 0 => i32::try_from(d.done).unwrap_or(i32::MAX),
+            Some(d) => d.status,
+            // Not reached: the engine ends a request before it queues this task work.
+            None => EINVAL.to_errno(),
         }
     }
 
@@ -870,9 +1097,11 @@ impl MiscDevice for EduFile {
         KBox::try_pin_init(
             try_pin_init!(EduFile {
                 edu,
-                bufs <- new_mutex!(Bufs { live: KVec::new(), zombies: KVec::new(), next: 1 }, "EduFile::bufs"),
+                bufs <- new_mutex!(Bufs { live: KVec::new(), zombies: KVec::new(), next: 1, regs: KVec::new(), next_reg: 1 }, "EduFile::bufs"),
                 qid: Atomic::new(0),
                 queue <- new_mutex!((), "EduFile::queue"),
+                uqid: Atomic::new(0),
+                uring <- new_mutex!((), "EduFile::uring"),
             }),
             GFP_KERNEL,
         )
@@ -947,6 +1176,15 @@ impl MiscDevice for EduFile {
                 me.reap(&req)
             }
             EDU_DMA_IOC_SET_EVENTFD => with_arg(arg, Out::Never, |r| me.set_eventfd(r)),
+            EDU_DMA_IOC_REG_USER => with_new_handle(
+                arg,
+                |r: &mut EduDmaRegUser| me.reg_user(r),
+                |r| r.id,
+                |id| {
+                    let _ = me.unreg_user(&EduDmaUnregUser { id, flags: 0 });
+                },
+            ),
+            EDU_DMA_IOC_UNREG_USER => with_arg(arg, Out::Never, |r| me.unreg_user(r)),
             _ => Err(ENOTTY),
         }
     }

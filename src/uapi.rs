@@ -244,6 +244,8 @@ pub const EDU_DMA_OP_XFER: u32 = 1;
 pub const EDU_DMA_OP_USER_XFER: u32 = 2;
 /// `edu_dma_req.op`: RAM -> window -> RAM.
 pub const EDU_DMA_OP_COPY: u32 = 3;
+/// `edu_dma_req.op`: registered user memory <-> window.
+pub const EDU_DMA_OP_REG_XFER: u32 = 4;
 /// `edu_dma_reap.flags`: do not wait.
 pub const EDU_DMA_REAP_NONBLOCK: u32 = 1;
 
@@ -327,6 +329,35 @@ pub struct EduDmaSetEventfd {
     pub flags: u32,
 }
 
+/// Registrations an open file may hold.
+pub const EDU_DMA_REG_MAX: u32 = 16;
+/// Longest registered range, in bytes.
+pub const EDU_DMA_REG_MAX_LEN: u32 = 16 << 20;
+
+/// `struct edu_dma_reg_user`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EduDmaRegUser {
+    /// User address, page aligned.
+    pub addr: u64,
+    /// Bytes, a page multiple.
+    pub len: u64,
+    /// Must be 0.
+    pub flags: u32,
+    /// Out: the registration's id.
+    pub id: u32,
+}
+
+/// `struct edu_dma_unreg_user`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EduDmaUnregUser {
+    /// The registration's id.
+    pub id: u32,
+    /// Must be 0.
+    pub flags: u32,
+}
+
 const IOC_WRITE: u32 = 1;
 const IOC_READ: u32 = 2;
 
@@ -384,3 +415,14 @@ pub const EDU_DMA_IOC_REAP: u32 = ioc(IOC_WRITE, 0x41, core::mem::size_of::<EduD
 /// `EDU_DMA_IOC_SET_EVENTFD`.
 pub const EDU_DMA_IOC_SET_EVENTFD: u32 =
     ioc(IOC_WRITE, 0x42, core::mem::size_of::<EduDmaSetEventfd>());
+/// `EDU_DMA_IOC_REG_USER`.
+pub const EDU_DMA_IOC_REG_USER: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    0x43,
+    core::mem::size_of::<EduDmaRegUser>(),
+);
+/// `EDU_DMA_IOC_UNREG_USER`.
+pub const EDU_DMA_IOC_UNREG_USER: u32 =
+    ioc(IOC_WRITE, 0x44, core::mem::size_of::<EduDmaUnregUser>());
+/// `EDU_DMA_URING_CMD_XFER`: the `cmd_op` of an `IORING_OP_URING_CMD` carrying one request.
+pub const EDU_DMA_URING_CMD_XFER: u32 = ioc(IOC_WRITE, 0x48, core::mem::size_of::<EduDmaReq>());

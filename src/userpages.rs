@@ -38,8 +38,9 @@ pub(crate) fn data_direction(dir: Dir) -> DataDirection {
     }
 }
 
-/// The longest scatter-gather segment the driver makes or lets the DMA layer merge: one window,
-/// or one page where pages are larger (pieces are cut at window steps anyway).
+/// The longest scatter-gather segment the driver makes of pinned user pages: one window, or one
+/// page where pages are larger (pieces are cut at window steps anyway; the device itself claims
+/// no segment limit, see `driver.rs`).
 pub(crate) fn max_segment() -> u32 {
     WINDOW.max(PAGE_SIZE) as u32
 }

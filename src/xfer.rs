@@ -16,6 +16,7 @@ use kernel::{page::PAGE_SIZE, prelude::*, sync::Arc};
 use crate::{
     buffer::Buffer,
     device::Live,
+    engine::Held,
     engine::{
         Cmd,
         Dir,
@@ -26,6 +27,7 @@ use crate::{
         gup::Pinned,
         signal, //
     },
+    registered::Registered,
     split::{
         self,
         Piece,
@@ -263,6 +265,22 @@ fn copy_cmds(src_pieces: &[Piece], dst_pieces: &[Piece], len: usize) -> Result<K
     Ok(cmds)
 }
 
+/// A queued request of `cmds` whose memory `hold` keeps alive until it is reaped or cancelled.
+fn queued(
+    cmds: KVec<Cmd>,
+    hold: impl Held + 'static,
+    cookie: u64,
+    timeout_ms: u32,
+) -> Result<Request> {
+    let hold: Hold = KBox::new(hold, GFP_KERNEL)?;
+    Ok(Request {
+        cookie,
+        cmds,
+        timeout_ms,
+        hold: Some(hold),
+    })
+}
+
 /// A queued [`buffer_xfer`]; the request holds a reference to `buf`.
 pub(crate) fn queued_buffer_xfer(
     buf: Arc<Buffer>,
@@ -275,14 +293,7 @@ pub(crate) fn queued_buffer_xfer(
 ) -> Result<Request> {
     let mut pieces = KVec::new();
     buf.pieces(offset, count, &mut pieces)?;
-    let cmds = xfer_cmds(&pieces, win_off, dir)?;
-    let hold: Hold = KBox::new(buf, GFP_KERNEL)?;
-    Ok(Request {
-        cookie,
-        cmds,
-        timeout_ms,
-        hold: Some(hold),
-    })
+    queued(xfer_cmds(&pieces, win_off, dir)?, buf, cookie, timeout_ms)
 }
 
 /// A queued zero-copy transfer of `[addr, addr + len)` of the current process (ranges already
@@ -297,14 +308,43 @@ pub(crate) fn queued_user_xfer(
     timeout_ms: u32,
 ) -> Result<Request> {
     let dma = UserDma::map(live.dev, userpages::pin(addr, len, dir)?, dir)?;
-    let cmds = user_cmds(&dma, win_off, dir)?;
-    let hold: Hold = KBox::new(dma, GFP_KERNEL)?;
-    Ok(Request {
-        cookie,
-        cmds,
-        timeout_ms,
-        hold: Some(hold),
-    })
+    queued(user_cmds(&dma, win_off, dir)?, dma, cookie, timeout_ms)
+}
+
+/// A queued request's use of a registration: the range goes back to the CPU when the hold
+/// drops (the request is reaped, cancelled or released at unbind, always after the device is
+/// done with it), and the reference keeps the registration mapped until then.
+struct RegHold {
+    reg: Arc<Registered>,
+    offset: usize,
+    len: usize,
+}
+
+impl Drop for RegHold {
+    fn drop(&mut self) {
+        self.reg.sync_for_cpu(self.offset, self.len);
+    }
+}
+
+/// A queued transfer between `[offset, offset + count)` of registration `reg` (range already
+/// checked) and the window at `win_off`; the range is handed to the device now.
+pub(crate) fn queued_reg_xfer(
+    reg: Arc<Registered>,
+    offset: usize,
+    win_off: usize,
+    count: usize,
+    dir: Dir,
+    cookie: u64,
+    timeout_ms: u32,
+) -> Result<Request> {
+    let mut pieces = KVec::new();
+    reg.pieces_for_device(offset, count, &mut pieces)?;
+    let hold = RegHold {
+        reg,
+        offset,
+        len: count,
+    };
+    queued(xfer_cmds(&pieces, win_off, dir)?, hold, cookie, timeout_ms)
 }
 
 /// The longest queued copy: one pin window (both sides are pinned whole at submit).
@@ -328,11 +368,5 @@ pub(crate) fn queued_copy(
     let src_hold = src.window(live, 0, len, Dir::ToDevice, &mut src_pieces)?;
     let dst_hold = dst.window(live, 0, len, Dir::FromDevice, &mut dst_pieces)?;
     let cmds = copy_cmds(&src_pieces, &dst_pieces, len)?;
-    let hold: Hold = KBox::new((src, dst, src_hold, dst_hold), GFP_KERNEL)?;
-    Ok(Request {
-        cookie,
-        cmds,
-        timeout_ms,
-        hold: Some(hold),
-    })
+    queued(cmds, (src, dst, src_hold, dst_hold), cookie, timeout_ms)
 }

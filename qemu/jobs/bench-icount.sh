@@ -1,10 +1,11 @@
 # shellcheck disable=SC2086 # the BENCH_* options are lists of words
 # make bench, guest-time boot: size sweep of the four paths, per-command driver overhead,
-# FACTORIAL latency, gup_test, `edudma capture` to ext4 (O_DIRECT, 4 buffers), edu-dma side by side
-# with the C reference driver (bench/cdrv, on the second edu), dma_map_benchmark (then on it).
-# scripts/bench passes the sample counts (BENCH_* variables), the C driver (/edu_cdrv.ko) and the
-# -icount shift (BENCH_SHIFT, default 4).
-# vm: --devices 2
+# FACTORIAL latency, command gaps and CPU time per command (synchronous loops and the queue), one
+# thread driving the 4 edu devices through their queues, gup_test, `edudma capture` to ext4
+# (O_DIRECT, 4 buffers), edu-dma side by side with the C reference driver (bench/cdrv, on the last
+# edu), dma_map_benchmark (then on it). scripts/bench passes the sample counts (BENCH_* variables),
+# the C driver (/edu_cdrv.ko) and the -icount shift (BENCH_SHIFT, default 4).
+# vm: --devices 4
 # vm: --disk
 # vm: --icount shift=4,sleep=off
 # vm: --append tsc_early_khz=1000000 loglevel=4 dma_debug=off
@@ -13,6 +14,17 @@ exec 2>/dev/console   # progress notes straight to the console: the output is th
 edu-bench sweep $BENCH_SWEEP
 edu-bench overhead $BENCH_OVERHEAD
 edu-bench latency --samples "$BENCH_LATENCY" --label icount
+# Completion-interrupt-to-next-start gaps (the driver's debugfs edu-dma0/gaps) and CPU time per
+# command (process + interrupt handler): XFER, pwrite/pread and COPY loops against the queue. The
+# edu interrupts and the benchmark on CPU 0: where the waiter runs changes both figures by ~10 us
+# (a wakeup on the handler's own CPU is done in the handler), and the kernel picks the IRQ's CPU.
+for a in /sys/bus/pci/drivers/edu_dma/0000:*/msi_irqs/*; do
+    [ -e "$a" ] && echo 0 > "/proc/irq/${a##*/}/smp_affinity_list"
+done
+edu-bench gaps --cpu 0 $BENCH_GAPS
+# One thread, the queues of edu-dma0..3 (poll + REAP): aggregate against edu-dma0 alone. Before
+# dma_map_benchmark takes the last device.
+edu-bench qscale --devices 4 $BENCH_QSCALE
 edu-bench gup $BENCH_GUP
 # Capture: device -> 4 streaming buffers -> O_DIRECT writes to ext4; its guest time against the
 # device bound (100 ms per 4 KiB command), and where the time went (--timings: the filling
@@ -43,7 +55,7 @@ capture_record() { # capture_record <kind> [edudma capture options]
 }
 capture_record capture_plain
 capture_record capture --spin
-# The second edu leaves edu_dma: first for the C reference driver (bench/cdrv, /edu_cdrv.ko,
+# The last edu leaves edu_dma: first for the C reference driver (bench/cdrv, /edu_cdrv.ko,
 # bound through driver_override), measured side by side with edu-dma on the first edu: FACTORIAL
 # round trips and single 4 KiB pwrite/pread, both interrupts and the benchmark on CPU0; then for
 # dma_map_benchmark.

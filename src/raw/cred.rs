@@ -10,9 +10,20 @@ use kernel::{
     prelude::*, //
 };
 
-/// Whether the current task has `CAP_SYS_ADMIN` (in the initial user namespace).
-pub(crate) fn capable_sys_admin() -> bool {
+/// Whether the current task has capability `cap` (in the initial user namespace).
+fn capable(cap: u32) -> bool {
     // SAFETY: `capable` only reads the current task's credentials, which are valid for the
     // duration of the call; it may be called from any process context.
-    unsafe { bindings::capable(bindings::CAP_SYS_ADMIN as c_int) }
+    unsafe { bindings::capable(cap as c_int) }
+}
+
+/// Whether the current task has `CAP_SYS_ADMIN` (in the initial user namespace).
+pub(crate) fn capable_sys_admin() -> bool {
+    capable(bindings::CAP_SYS_ADMIN)
+}
+
+/// Whether the current task has `CAP_IPC_LOCK`: it may lock (and pin) memory beyond its
+/// `RLIMIT_MEMLOCK`.
+pub(crate) fn capable_ipc_lock() -> bool {
+    capable(bindings::CAP_IPC_LOCK)
 }

@@ -217,6 +217,19 @@ pub(super) unsafe fn sync_single(
     }
 }
 
+/// Whether `[bus, bus + len)` is non-empty and lies in one of the mapped segments `segs`
+/// (bus address, length): the range a partial [`sync_single`] may name.
+pub(super) fn within_segment(
+    mut segs: impl Iterator<Item = (DmaAddress, usize)>,
+    bus: DmaAddress,
+    len: usize,
+) -> bool {
+    let Some(end) = bus.checked_add(len as u64) else {
+        return false;
+    };
+    len != 0 && segs.any(|(b, n)| b <= bus && b.checked_add(n as u64).is_some_and(|e| end <= e))
+}
+
 /// Unmaps one page mapped by [`StreamMap::new`].
 ///
 /// No sync on unmap: ownership moves only through explicit syncs, and after the last
@@ -371,7 +384,23 @@ impl<'a> SgMap<'a> {
             .flat_map(|t| t.iter().map(|sg| (sg.dma_address(), sg.dma_len() as usize)));
         Iterator::chain(segs, page)
     }
+
+    /// Hands `[bus, bus + len)` of the mapping to `to` (a long-lived mapping used for several
+    /// transfers). `EINVAL` unless the range lies in one mapped segment.
+    pub(crate) fn sync(&self, bus: DmaAddress, len: usize, to: Owner) -> Result {
+        if !within_segment(self.segments(), bus, len) {
+            return Err(EINVAL);
+        }
+        // SAFETY: `[bus, bus + len)` lies in a segment of the table, mapped for `dev` in `dir`
+        // (checked above, type invariant).
+        unsafe { sync_single(raw_dev(&self.dev), bus, len, self.dir, to) };
+        Ok(())
+    }
 }
+
+// Nothing points into an `SgMap` (the table only points to its scatterlist): it may move, pinned
+// or not, although `Opaque` opts out of `Unpin`.
+impl Unpin for SgMap<'_> {}
 
 // SAFETY: the mapping is owned by the value and only read through `&self`; unmapping it and
 // freeing the table (`dma_unmap_sgtable`, `sg_free_table`, `dma_unmap_page_attrs`) may happen on

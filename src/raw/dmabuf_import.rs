@@ -46,6 +46,7 @@ use kernel::{
 use super::{
     dma::{
         sync_single,
+        within_segment,
         Owner, //
     },
     raw_dev,
@@ -136,15 +137,10 @@ impl Attachment {
 
     /// Hands `[bus, bus + len)` to `to`. `EINVAL` unless the range lies in one mapped segment.
     pub(crate) fn sync(&self, bus: DmaAddress, len: usize, to: Owner) -> Result {
-        let end = bus.checked_add(len as u64).ok_or(EINVAL)?;
-        let inside = self
-            .segs
-            .iter()
-            .any(|&(b, n)| b <= bus && b.checked_add(n as u64).is_some_and(|e| end <= e));
-        if !inside || len == 0 {
+        if !within_segment(self.segs.iter().copied(), bus, len) {
             return Err(EINVAL);
         }
-        // SAFETY: `[bus, end)` lies in a segment of the live mapping for `dev` (checked above,
+        // SAFETY: `[bus, bus + len)` lies in a segment of the live mapping for `dev` (checked above,
         // type invariant), which was made bidirectional.
         unsafe { sync_single(raw_dev(&self.dev), bus, len, DIR, to) };
         Ok(())

@@ -99,17 +99,32 @@ impl Pinned<'static> {
     /// A range that is not fully pinnable (unmapped, read-only when written, `VM_PFNMAP` or
     /// `VM_IO`, past the end of the address space) gives `EFAULT`; nothing stays pinned.
     pub(crate) fn from_user(addr: usize, len: usize, dir: DataDirection) -> Result<Self> {
+        let write = dir != DataDirection::ToDevice;
+        Self::pin(addr, len, if write { bindings::FOLL_WRITE } else { 0 })
+    }
+
+    /// Pins `[addr, addr + len)` of the current process long-term (`FOLL_LONGTERM`: GUP first
+    /// migrates the pages out of `ZONE_MOVABLE`/CMA and refuses fs-dax and other memory whose
+    /// owner may need it back), writable, for a mapping that lives until unregistered. Errors
+    /// as [`Pinned::from_user`]'s. Charging the pages to `RLIMIT_MEMLOCK` is the caller's
+    /// (`raw::memlock`).
+    pub(crate) fn from_user_longterm(addr: usize, len: usize) -> Result<Self> {
+        Self::pin(addr, len, bindings::FOLL_WRITE | bindings::FOLL_LONGTERM)
+    }
+
+    /// Pins the range with GUP `flags` (`FOLL_WRITE`: the pages are marked dirty on release).
+    fn pin(addr: usize, len: usize, flags: u32) -> Result<Self> {
         let offset = addr % PAGE_SIZE;
         let n = offset.checked_add(len).ok_or(EFAULT)?.div_ceil(PAGE_SIZE);
-        let write = dir != DataDirection::ToDevice;
+        let write = flags & bindings::FOLL_WRITE != 0;
         let n_int = c_int::try_from(n).map_err(|_| EFAULT)?;
         let mut pages = PageArray::new(n)?;
-        let flags = if write { bindings::FOLL_WRITE } else { 0 };
         // The fast path walks the page tables without the mmap lock; whatever it cannot pin
         // (a special PTE, as `remap_pfn_range` makes for a coherent buffer's `VM_IO`/`VM_PFNMAP`
-        // mapping, or a page not present) it hands to the slow path, which takes the mmap lock,
-        // checks each VMA and refuses `VM_IO` and `VM_PFNMAP` mappings: such memory is refused
-        // alike, whatever the DMA backend.
+        // mapping, a page not present, or, with `FOLL_LONGTERM`, a page to migrate first) it
+        // hands to the slow path, which takes the mmap lock, checks each VMA and refuses
+        // `VM_IO` and `VM_PFNMAP` mappings: such memory is refused alike, whatever the DMA
+        // backend.
         // SAFETY: `pages` has room for `n` entries, which is what GUP may write; GUP validates
         // the user range itself and takes the current mm's mmap lock when it needs it.
         let got = unsafe {

@@ -16,6 +16,11 @@
 //! 7.2 gap: `MiscDevice` has no `poll` hook (`kernel::sync::poll::PollTable` exists, but nothing
 //! hands one to a driver); [`Fops::new`] adds `.poll`, calling [`NodeFile::poll`]. Upstream home:
 //! a `poll` method of the `MiscDevice` vtable.
+//!
+//! 7.2 gap: nor a `uring_cmd` hook; [`Fops::new`] adds `.uring_cmd`, calling
+//! [`NodeFile::uring_cmd`] (an issue), [`NodeFile::uring_cancel`] (io_uring's cancellation) and,
+//! from task work, [`NodeFile::uring_task`] (see `uring.rs`). Upstream home: a `uring_cmd` method
+//! of the `MiscDevice` vtable.
 
 use core::marker::PhantomData;
 use kernel::{
@@ -41,7 +46,14 @@ use kernel::{
     ThisModule,
 };
 
-use super::raw_dev;
+use super::{
+    raw_dev,
+    uring::{
+        self,
+        Issue,
+        UringCmd, //
+    },
+};
 
 /// `poll` readiness bits (`linux/poll.h`), for [`NodeFile::poll`].
 pub(crate) mod poll_mask {
@@ -54,7 +66,7 @@ pub(crate) mod poll_mask {
 }
 
 /// The `file_operations` of one file type: the Rust misc vtable of the type, with `owner`,
-/// `llseek` and `poll` set.
+/// `llseek`, `poll` and `uring_cmd` set.
 pub(crate) struct Fops(bindings::file_operations);
 
 // SAFETY: a `Fops` is immutable once built; the VFS only reads it.
@@ -67,6 +79,7 @@ impl Fops {
             owner: module.as_ptr(),
             llseek: Some(bindings::default_llseek),
             poll: Some(poll::<T>),
+            uring_cmd: Some(uring_cmd::<T>),
             // SAFETY: `into_raw` returns a `miscdevice` whose `fops` points to the `'static`
             // vtable of `T`, valid for reads.
             ..unsafe { *MiscDeviceOptions { name: c"" }.into_raw::<T>().fops }
@@ -84,11 +97,9 @@ unsafe extern "C" fn poll<T: NodeFile>(
     file: *mut bindings::file,
     table: *mut bindings::poll_table,
 ) -> bindings::__poll_t {
-    // SAFETY: `file` is an open file (the caller's requirement): its private data may be read.
-    let private = unsafe { (*file).private_data };
-    // SAFETY: the misc vtable's `open` stored a `T::Ptr` there with `into_foreign`, and `release`
-    // (which takes it back) cannot run while a file operation is in progress.
-    let me = unsafe { <T::Ptr as ForeignOwnable>::borrow(private) };
+    // SAFETY: `file` is an open file of type `T` (the caller's requirement), whose release
+    // cannot run while a file operation is in progress.
+    let me = unsafe { borrow_file::<T>(file) };
     // SAFETY:
     // * `file` is valid for the duration of this call (the caller's requirement).
     // * `poll` runs with no `fdget_pos` region of this file on this thread.
@@ -97,6 +108,68 @@ unsafe extern "C" fn poll<T: NodeFile>(
     // which the returned value does not outlive.
     let table = unsafe { PollTable::from_raw(table) };
     T::poll(me, file, &table)
+}
+
+/// The open file `file` of type `T`, borrowed.
+///
+/// # Safety
+///
+/// `file` is an open file of type `T` (its operations are `T::fops()`) whose release cannot run
+/// while the returned value is used.
+unsafe fn borrow_file<'a, T: NodeFile>(
+    file: *mut bindings::file,
+) -> <T::Ptr as ForeignOwnable>::Borrowed<'a> {
+    // SAFETY: `file` is an open file (the caller's requirement): its private data may be read.
+    let private = unsafe { (*file).private_data };
+    // SAFETY: the misc vtable's `open` stored a `T::Ptr` there with `into_foreign`, and `release`
+    // (which takes it back) cannot run while the value is used (the caller's requirement).
+    unsafe { <T::Ptr as ForeignOwnable>::borrow(private) }
+}
+
+/// `file_operations.uring_cmd` of `T`: an issue, or io_uring's cancellation of a command `T`
+/// took. A command `T` refuses is completed here with its error; every command ends with
+/// `-EIOCBQUEUED` returned, so io_uring never retries an issue (no `-EAGAIN` reaches it).
+///
+/// # Safety
+///
+/// `cmd` is a command io_uring issues (or cancels) with `issue_flags` on an open file of type
+/// `T`, valid for the duration of the call.
+unsafe extern "C" fn uring_cmd<T: NodeFile>(
+    cmd: *mut bindings::io_uring_cmd,
+    issue_flags: c_uint,
+) -> c_int {
+    // SAFETY: the caller's requirement; `issue` does not outlive this call.
+    let Some(issue) = (unsafe { Issue::new(cmd, issue_flags) }) else {
+        return EINVAL.to_errno();
+    };
+    // SAFETY: the command holds a reference to its file, which is of type `T` (the caller's
+    // requirement), so its release cannot run during this call.
+    let me = unsafe { borrow_file::<T>(issue.file()) };
+    if issue.is_cancel() {
+        T::uring_cancel(me, issue.tag());
+        return 0;
+    }
+    // SAFETY: `uring_task::<T>` may run with this command: its file is of type `T`.
+    let taken = unsafe { issue.take(uring_task::<T>) };
+    if let Err((e, taken)) = T::uring_cmd(me, &issue, taken) {
+        issue.fail(taken, e);
+    }
+    uring::QUEUED
+}
+
+/// The task-work function of the commands `T` took: the CQE's result.
+///
+/// # Safety
+///
+/// Called by the task work of `UringCmd::complete_in_task` with a command issued to a file of
+/// type `T` (as `uring_cmd::<T>` takes them).
+unsafe extern "C" fn uring_task<T: NodeFile>(cmd: *mut bindings::io_uring_cmd) -> c_int {
+    // SAFETY: the caller's requirement.
+    let (file, tag) = unsafe { uring::task_args(cmd) };
+    // SAFETY: the command holds a reference to its file, of type `T`, until the trampoline
+    // completes it after this returns: its release cannot run meanwhile.
+    let me = unsafe { borrow_file::<T>(file) };
+    T::uring_task(me, tag)
 }
 
 /// A file type served through [`MiscNode`]s.
@@ -120,6 +193,22 @@ pub(crate) unsafe trait NodeFile: MiscDevice + 'static {
         file: &File,
         table: &PollTable<'_>,
     ) -> u32;
+
+    /// An `IORING_OP_URING_CMD` issue. `Ok`: the file keeps `cmd` and ends it later
+    /// ([`UringCmd::complete_in_task`], after giving it a tag with [`UringCmd::set_tag`]);
+    /// `Err`: the command completes now with the error, as its CQE result.
+    fn uring_cmd(
+        me: <Self::Ptr as ForeignOwnable>::Borrowed<'_>,
+        issue: &Issue<'_>,
+        cmd: UringCmd,
+    ) -> core::result::Result<(), (Error, UringCmd)>;
+
+    /// io_uring cancels the command with tag `tag` (0: not tagged yet; io_uring offers it again
+    /// until it completes), which the file kept and has not ended yet, or is ending: end it soon.
+    fn uring_cancel(me: <Self::Ptr as ForeignOwnable>::Borrowed<'_>, tag: u64);
+
+    /// Task work of the command with tag `tag`, which the file ended: returns its CQE result.
+    fn uring_task(me: <Self::Ptr as ForeignOwnable>::Borrowed<'_>, tag: u64) -> i32;
 }
 
 /// A registered `/dev/<name>` with `T`'s [`Fops`], mode 0600, a parent device, and `data`.

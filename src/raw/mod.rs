@@ -27,9 +27,11 @@ pub(crate) mod dmabuf_import;
 pub(crate) mod eventfd;
 pub(crate) mod gup;
 pub(crate) mod irqlock;
+pub(crate) mod memlock;
 pub(crate) mod misc;
 pub(crate) mod pci;
 pub(crate) mod signal;
+pub(crate) mod uring;
 pub(crate) mod vm;
 
 use core::ptr;

@@ -147,6 +147,16 @@ int main(void)
 	FIELD(edu_dma_reap, timeout_ms);
 	FIELD(edu_dma_reap, flags);
 
+	STRUCT(edu_dma_reg_user);
+	FIELD(edu_dma_reg_user, addr);
+	FIELD(edu_dma_reg_user, len);
+	FIELD(edu_dma_reg_user, flags);
+	FIELD(edu_dma_reg_user, id);
+
+	STRUCT(edu_dma_unreg_user);
+	FIELD(edu_dma_unreg_user, id);
+	FIELD(edu_dma_unreg_user, flags);
+
 	STRUCT(edu_dma_set_eventfd);
 	FIELD(edu_dma_set_eventfd, fd);
 	FIELD(edu_dma_set_eventfd, flags);
@@ -165,6 +175,9 @@ int main(void)
 	IOCTL(EDU_DMA_IOC_SUBMIT);
 	IOCTL(EDU_DMA_IOC_REAP);
 	IOCTL(EDU_DMA_IOC_SET_EVENTFD);
+	IOCTL(EDU_DMA_IOC_REG_USER);
+	IOCTL(EDU_DMA_IOC_UNREG_USER);
+	IOCTL(EDU_DMA_URING_CMD_XFER);
 
 	CONST(EDU_DMA_IOC_MAGIC);
 	CONST(EDU_DMA_WINDOW_SIZE);
@@ -183,6 +196,9 @@ int main(void)
 	CONST(EDU_DMA_OP_XFER);
 	CONST(EDU_DMA_OP_USER_XFER);
 	CONST(EDU_DMA_OP_COPY);
+	CONST(EDU_DMA_OP_REG_XFER);
+	CONST(EDU_DMA_REG_MAX);
+	CONST(EDU_DMA_REG_MAX_LEN);
 	CONST(EDU_DMA_REAP_NONBLOCK);
 	return 0;
 }

@@ -224,6 +224,7 @@ struct edu_dma_fault {
 #define EDU_DMA_OP_XFER		1	/* buffer <-> window, as EDU_DMA_IOC_XFER */
 #define EDU_DMA_OP_USER_XFER	2	/* user memory <-> window, as EDU_DMA_IOC_USER_XFER */
 #define EDU_DMA_OP_COPY		3	/* RAM -> window -> RAM, as EDU_DMA_IOC_COPY */
+#define EDU_DMA_OP_REG_XFER	4	/* registered user memory <-> window (EDU_DMA_IOC_REG_USER) */
 
 /*
  * One queued request. Fields an op does not use must be 0 (EINVAL otherwise).
@@ -231,8 +232,11 @@ struct edu_dma_fault {
  *   USER_XFER: flags = direction, addr = user address, win_offset, len 1..=4096
  *   COPY:      flags = EDU_DMA_COPY_*, addr = src, dst, handle = src_handle, dst_handle,
  *              len 1 .. pin_window pages (module parameter; E2BIG above)
+ *   REG_XFER:  flags = direction, handle = registration id, addr = offset in the registered
+ *              range, win_offset, len 1..=4096; [addr, addr + len) within the registration
  * Errors of one request: EINVAL (unknown op or flags, reserved or unused fields, bad ranges),
- * ENOENT (unknown handle), EFAULT (unpinnable user memory), E2BIG (copy too long).
+ * ENOENT (unknown handle or registration id), EFAULT (unpinnable user memory), E2BIG (copy too
+ * long).
  */
 struct edu_dma_req {
 	__u64 cookie;		/* returned in the completion */
@@ -301,6 +305,54 @@ struct edu_dma_set_eventfd {
 	__u32 flags;		/* 0 */
 };
 
+/*
+ * EDU_DMA_IOC_REG_USER: registers user memory [addr, addr + len) of the calling process for
+ * queued REG_XFER requests (like io_uring's fixed buffers): the pages are pinned long-term
+ * (FOLL_LONGTERM, writable: read-only memory gets EFAULT) and mapped for the device once, here;
+ * returns the registration's id (per file, never 0, never reused). The pinned pages are charged
+ * to the caller's RLIMIT_MEMLOCK as pinned memory (mm->pinned_vm, VmPin in /proc/<pid>/status),
+ * as RDMA does; CAP_IPC_LOCK bypasses the limit. A REG_XFER's RAM side is synced for the device
+ * at submit and for the CPU when the request is reaped: the data is in the user's memory after
+ * the reap (as for USER_XFER). EDU_DMA_IOC_UNREG_USER, closing the file, or unbind unmaps, unpins
+ * and uncharges it; a registration named by queued requests lives on until the last of them is
+ * reaped (the id is gone at once). After unbind the id stays until UNREG or close (requests:
+ * ENODEV). Limits: addr and len page aligned, len 1 .. 16 MiB (EDU_DMA_REG_MAX_LEN), at most
+ * EDU_DMA_REG_MAX registrations per file.
+ * EINVAL: flags, reserved, unaligned or zero addr/len, wrapping range; E2BIG: len above the max;
+ * ENOSPC: the file has EDU_DMA_REG_MAX registrations; ENOMEM: over RLIMIT_MEMLOCK (or out of
+ * memory / DMA mapping space); EFAULT: unmapped, read-only, VM_IO/VM_PFNMAP memory.
+ */
+#define EDU_DMA_REG_MAX		16
+#define EDU_DMA_REG_MAX_LEN	(16u << 20)
+
+struct edu_dma_reg_user {
+	__u64 addr;		/* in: page aligned */
+	__u64 len;		/* in: page multiple, 1 .. EDU_DMA_REG_MAX_LEN */
+	__u32 flags;		/* in: 0 */
+	__u32 id;		/* out: the registration's id */
+};
+
+/* EDU_DMA_IOC_UNREG_USER: drops registration id (ENOENT: unknown; EINVAL: flags != 0). */
+struct edu_dma_unreg_user {
+	__u32 id;
+	__u32 flags;		/* 0 */
+};
+ * io_uring: IORING_OP_URING_CMD on the file with cmd_op EDU_DMA_URING_CMD_XFER queues ONE request,
+ * a struct edu_dma_req in the SQE's command area (sqe->cmd, 80 bytes: the ring must be set up
+ * with IORING_SETUP_SQE128, or the SQE be an IORING_OP_URING_CMD128 of an IORING_SETUP_SQE_MIXED
+ * ring; a 16-byte command area: -EINVAL). The request is read once at issue (no user pointer to
+ * keep valid); its cookie must be 0 (the command's user_data identifies it). It is checked, pinned
+ * and queued like one EDU_DMA_IOC_SUBMIT request, on a queue of the file's own (queue_depth
+ * slots, round robin with the file's SUBMIT queue and the other files; REAP, poll and the eventfd
+ * do not see it). Its completion is the CQE: res = bytes done (status 0) or the negative errno of
+ * the request (validation errors, -EAGAIN queue full, -ENODEV, -ECANCELED, -ETIMEDOUT, -EIO, as
+ * for SUBMIT). The pins and mappings are released before the CQE is posted. Unknown cmd_op:
+ * -ENOTTY. Tearing the ring down (close of its fd, exit of the task) cancels the commands in
+ * flight: not started, at once; running, after its current step (-ECANCELED). Each command holds
+ * the file: closing the edu fd neither cancels nor ends them.
+ */
+#define EDU_DMA_URING_CMD_XFER	_IOW(EDU_DMA_IOC_MAGIC, 0x48, struct edu_dma_req)
+
 #define EDU_DMA_IOC_INFO	_IOR(EDU_DMA_IOC_MAGIC, 0x00, struct edu_dma_info)
 #define EDU_DMA_IOC_FACTORIAL	_IOWR(EDU_DMA_IOC_MAGIC, 0x01, struct edu_dma_factorial)
 #define EDU_DMA_IOC_BUF_ALLOC	_IOWR(EDU_DMA_IOC_MAGIC, 0x10, struct edu_dma_buf_alloc)
@@ -315,5 +367,7 @@ struct edu_dma_set_eventfd {
 #define EDU_DMA_IOC_SUBMIT	_IOW(EDU_DMA_IOC_MAGIC, 0x40, struct edu_dma_submit)
 #define EDU_DMA_IOC_REAP	_IOW(EDU_DMA_IOC_MAGIC, 0x41, struct edu_dma_reap)
 #define EDU_DMA_IOC_SET_EVENTFD	_IOW(EDU_DMA_IOC_MAGIC, 0x42, struct edu_dma_set_eventfd)
+#define EDU_DMA_IOC_REG_USER	_IOWR(EDU_DMA_IOC_MAGIC, 0x43, struct edu_dma_reg_user)
+#define EDU_DMA_IOC_UNREG_USER	_IOW(EDU_DMA_IOC_MAGIC, 0x44, struct edu_dma_unreg_user)
 
 #endif /* _UAPI_LINUX_EDU_DMA_H */

@@ -5,6 +5,7 @@
 //! docs/performance.md for the method behind each subcommand.
 
 mod kernel;
+mod queue;
 mod util;
 
 use std::io;
@@ -124,6 +125,42 @@ enum Cmd {
         #[arg(long)]
         phased: bool,
     },
+    /// Command gaps (completion interrupt to next start, recorded by the driver) and CPU time
+    /// (process + interrupt handler) per 4 KiB command: synchronous loops (XFER, pwrite/pread, COPY) and the queue.
+    Gaps {
+        /// Loops, comma-separated.
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "sync-xfer,sync-rw,sync-copy,queue"
+        )]
+        modes: Vec<queue::Mode>,
+        /// Commands per loop.
+        #[arg(long, default_value_t = 400)]
+        commands: u32,
+        /// Requests the queue loop keeps queued.
+        #[arg(long, default_value_t = 8)]
+        depth: u32,
+        /// Completions the queue loop waits for per REAP.
+        #[arg(long, default_value_t = 4)]
+        batch: u32,
+        /// Run on this CPU only (the device's interrupt goes to CPU 0).
+        #[arg(long)]
+        cpu: Option<usize>,
+    },
+    /// One thread driving N devices through their queues (poll + REAP), against one device.
+    Qscale {
+        /// Devices (/dev/edu-dma0..N-1).
+        #[arg(long, default_value_t = 4)]
+        devices: u32,
+        /// Commands per device.
+        #[arg(long, default_value_t = 300)]
+        commands: u32,
+        /// Requests kept queued per device.
+        #[arg(long, default_value_t = 8)]
+        depth: u32,
+    },
     /// Scaling: one `link` process per device, started together.
     Scale {
         /// Processes (= devices /dev/edu-dma0..N-1).
@@ -180,6 +217,18 @@ fn main() -> ExitCode {
             label,
         } => link(&cli.dev, seconds, chunk, start_at, &label),
         Cmd::Probe { count, phased } => probe(&cli.dev, count, phased),
+        Cmd::Gaps {
+            modes,
+            commands,
+            depth,
+            batch,
+            cpu,
+        } => queue::gaps(&cli.dev, &modes, commands, depth, batch, cpu),
+        Cmd::Qscale {
+            devices,
+            commands,
+            depth,
+        } => queue::qscale(devices, commands, depth),
         Cmd::Scale {
             procs,
             seconds,

@@ -188,6 +188,17 @@ pub fn uapi_layout_report() -> String {
             flags,
         }
     );
+    struct_layout!(
+        o,
+        "edu_dma_reg_user",
+        EduDmaRegUser {
+            addr,
+            len,
+            flags,
+            id,
+        }
+    );
+    struct_layout!(o, "edu_dma_unreg_user", EduDmaUnregUser { id, flags });
     struct_layout!(o, "edu_dma_set_eventfd", EduDmaSetEventfd { fd, flags });
     ioctls!(
         o,
@@ -205,6 +216,9 @@ pub fn uapi_layout_report() -> String {
         EDU_DMA_IOC_SUBMIT,
         EDU_DMA_IOC_REAP,
         EDU_DMA_IOC_SET_EVENTFD,
+        EDU_DMA_IOC_REG_USER,
+        EDU_DMA_IOC_UNREG_USER,
+        EDU_DMA_URING_CMD_XFER,
     );
     constants!(
         o,
@@ -225,6 +239,9 @@ pub fn uapi_layout_report() -> String {
         EDU_DMA_OP_XFER,
         EDU_DMA_OP_USER_XFER,
         EDU_DMA_OP_COPY,
+        EDU_DMA_OP_REG_XFER,
+        EDU_DMA_REG_MAX,
+        EDU_DMA_REG_MAX_LEN,
         EDU_DMA_REAP_NONBLOCK,
     );
     s
@@ -279,7 +296,7 @@ mod tests {
     fn ioctl_numbers_match_nix() {
         use nix::{request_code_read as r, request_code_readwrite as rw, request_code_write as w};
         let m = EDU_DMA_IOC_MAGIC as u8;
-        let cases: [(u32, u64); 14] = [
+        let cases: [(u32, u64); 17] = [
             (
                 EDU_DMA_IOC_INFO,
                 r!(m, 0x00, size_of::<EduDmaInfo>()) as u64,
@@ -335,6 +352,18 @@ mod tests {
             (
                 EDU_DMA_IOC_SET_EVENTFD,
                 w!(m, 0x42, size_of::<EduDmaSetEventfd>()) as u64,
+            ),
+            (
+                EDU_DMA_IOC_REG_USER,
+                rw!(m, 0x43, size_of::<EduDmaRegUser>()) as u64,
+            ),
+            (
+                EDU_DMA_IOC_UNREG_USER,
+                w!(m, 0x44, size_of::<EduDmaUnregUser>()) as u64,
+            ),
+            (
+                EDU_DMA_URING_CMD_XFER,
+                w!(m, 0x48, size_of::<EduDmaReq>()) as u64,
             ),
         ];
         for (ours, theirs) in cases {

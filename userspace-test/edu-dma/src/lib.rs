@@ -25,12 +25,18 @@ pub mod uapi;
 #[path = "../../../src/split.rs"]
 pub mod split;
 
+/// The driver's ring of command gaps and its debugfs text format, shared verbatim with the
+/// kernel module and unit-tested here by `cargo test`.
+#[path = "../../../src/gaps.rs"]
+pub mod gaps;
+
 pub mod dmabuf;
 mod import;
 mod layout;
 mod mapping;
 pub mod pattern;
 mod queue;
+mod registered;
 pub mod size;
 
 pub use import::Imported;
@@ -40,6 +46,7 @@ pub use pattern::{
     fill_pattern, fill_pattern_inverted, first_mismatch, pattern, pattern_byte, pattern_mismatch,
 };
 pub use queue::Queue;
+pub use registered::Registered;
 pub use size::{format_size, parse_size, SizeError};
 
 use uapi::*;

@@ -145,7 +145,8 @@ impl<'d> Queue<'d> {
         unsafe { self.submit_raw(&arg) }
     }
 
-    /// Queues requests that name buffers only (no user memory): safe.
+    /// Queues requests that name buffers or registrations only (no plain user memory): safe
+    /// (a registration's memory rule was its registration's).
     pub fn submit_buffers(&self, reqs: &[EduDmaReq]) -> io::Result<usize> {
         if reqs.iter().any(|r| {
             r.op == EDU_DMA_OP_USER_XFER

@@ -73,7 +73,7 @@ fn device_writes(imp: &Imported<'_>, off: u64, n: usize, seed: u64, what: &str) 
 }
 
 /// edu0 writes a streaming buffer by DMA, exports it; edu1 imports the dma-buf and reads every
-/// page, and a range across a page (two segments), by DMA.
+/// page, and a range across a page boundary, by DMA.
 fn import_cross_device() -> TestResult {
     let (d0, d1) = (open(0)?, open(1)?);
     let pg = page();
@@ -95,7 +95,9 @@ fn import_cross_device() -> TestResult {
             &format!("edu1 reads page {i}"),
         )?;
     }
-    // 4096 bytes from the middle of page 0: two pieces (the pages are separate segments).
+    // 4096 bytes from the middle of page 0: two pieces where the pages are separate segments, one
+    // where the DMA layer gave them as one (the vIOMMU merges them; physically adjacent pages
+    // merge anyway: the device claims no segment limit).
     imp.xfer(100, 0, pg as u32, Dir::ToDevice, 0)
         .ctx("xfer across a page")?;
     let mut win = vec![GUARD; pg];
@@ -103,10 +105,10 @@ fn import_cross_device() -> TestResult {
     let want: Vec<u8> = [pattern(pg, 9000), pattern(pg, 9001)].concat()[100..100 + pg].to_vec();
     check_same(&win, &want, "edu1 reads across the page boundary")?;
     let after = d1.info().ctx("info")?;
-    // PAGES whole pages, 2 pieces across the boundary, plus one USER_XFER per read (1 segment
-    // or more: the window reads are plain user memory).
+    // PAGES whole pages, 1 or 2 pieces across the boundary, plus one USER_XFER per read (1
+    // segment or more: the window reads are plain user memory).
     ensure(
-        after.dma_count - before.dma_count >= (2 * PAGES + 3) as u64,
+        after.dma_count - before.dma_count >= (2 * PAGES + 2) as u64,
         || format!("edu1 ran {} commands", after.dma_count - before.dma_count),
     )?;
     diag("edu0 wrote 3 pages by DMA, edu1 read them from the imported dma-buf by DMA");

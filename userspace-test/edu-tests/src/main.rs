@@ -254,6 +254,7 @@ mod tests {
                 "unbind.dmabuf_import_importer",
                 "unbind.dmabuf_import_exporter",
                 "unbind.queue",
+                "unbind.uring",
                 "unbind.rmmod_busy"
             ]
         );

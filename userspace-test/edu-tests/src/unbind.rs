@@ -2,8 +2,9 @@
 //! dma-buf of a buffer, `dmabuf_export`, whose body is in dmabuf.rs), rebind, and module unload
 //! refused while a file is open; `queue`, an unbind with two full queues (every request ends
 //! exactly once, `ENODEV` unless it completed, reapable after the unbind); `inflight`, an unbind
-//! under a running COPY, shares its body with `unplug.inflight` (harness/inflight.rs). Never
-//! unloads the module.
+//! under a running COPY, shares its body with `unplug.inflight` (harness/inflight.rs); `reg`, an
+//! unbind with registered user memory in use by queued requests (unmapped, unpinned and uncharged
+//! at the unbind; the ids answer `ENODEV` until unregistered). Never unloads the module.
 
 use std::ffi::CString;
 
@@ -25,6 +26,8 @@ pub fn tests() -> Vec<Test> {
         test("dmabuf_import_importer", crate::import::unbind_importer),
         test("dmabuf_import_exporter", crate::import::unbind_exporter),
         test("queue", unbind_queue),
+        test("reg", unbind_reg),
+        test("uring", crate::queue::uring_cmd::unbind_inflight),
         test("rmmod_busy", rmmod_busy),
     ]
 }
@@ -91,6 +94,66 @@ fn unbind_rebind() -> TestResult {
     )?;
     let i = d.info().ctx("info after rebind")?;
     ensure_eq(i.ident, 0x0100_00ed, "ident after rebind")
+}
+
+fn unbind_reg() -> TestResult {
+    let pg = page() as u64;
+    let mut mem = Anon::new(3 * page()).ctx("mmap")?;
+    fill_pattern(&mut mem.bytes_mut()[..page()], 71);
+    let pin0 = vm_pin_kib()?;
+    let dev = open(1)?;
+    let addr = dev.info().ctx("info")?.pci_address();
+    let q = Queue::new(&dev);
+    let mut ids = [0u32; 2];
+    for (i, id) in ids.iter_mut().enumerate() {
+        let mut r = EduDmaRegUser {
+            addr: mem.addr() + i as u64 * pg,
+            len: pg * (1 + i as u64),
+            ..Default::default()
+        };
+        // SAFETY: the test's own memory, read only after the requests writing it are reaped.
+        unsafe { dev.reg_user_raw(&mut r) }.ctx("REG_USER")?;
+        *id = r.id;
+    }
+    ensure_eq(
+        vm_pin_kib()?,
+        pin0 + 3 * pg / 1024,
+        "VmPin before the unbind",
+    )?;
+    let reqs: Vec<_> = (0..4u64)
+        .map(|i| EduDmaReq::reg_xfer(i, ids[1], (i % 2) * pg, 0, 4096, Dir::FromDevice))
+        .collect();
+    ensure_eq(q.submit_buffers(&reqs).ctx("submit")?, 4, "queued")?;
+    diag(format!(
+        "unbinding {addr} with 2 registrations, 4 requests queued"
+    ));
+    let mut rebind = unbind(&addr)?;
+    // Unbind released the mappings, the pins and the charge, before the reap.
+    ensure_eq(vm_pin_kib()?, pin0, "VmPin after the unbind")?;
+    let c = crate::queue::reap_all(&q, 4)?;
+    for (i, c) in c.iter().enumerate() {
+        let ok = c.cookie == i as u64
+            && ((c.status == 0 && c.done == 4096) || (c.status == -libc::ENODEV && c.done == 0));
+        ensure(ok, || {
+            format!(
+                "request {i}: cookie {} status {} done {}",
+                c.cookie, c.status, c.done
+            )
+        })?;
+    }
+    expect_errno(
+        q.submit_buffers(&reqs[..1]),
+        libc::ENODEV,
+        "REG_XFER after unbind",
+    )?;
+    // The memory is the process's own again, untouched where no request wrote.
+    check_pattern(&mem.bytes()[..page()], 71, "registration 0's memory")?;
+    dev.unreg_user(ids[0]).ctx("UNREG_USER after unbind")?;
+    expect_errno(dev.unreg_user(ids[0]), libc::ENOENT, "UNREG_USER twice")?;
+    drop(dev);
+    ensure_eq(vm_pin_kib()?, pin0, "VmPin after close")?;
+    let d = rebind.bind_and_open()?;
+    round_trip_on(&d, 72, "round trip after rebind")
 }
 
 fn rmmod_busy() -> TestResult {

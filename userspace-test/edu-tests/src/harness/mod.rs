@@ -413,3 +413,85 @@ mod tests {
         assert_ne!(unmapped_addr().expect("addr"), 0);
     }
 }
+
+/// `struct __user_cap_header_struct`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+/// `struct __user_cap_data_struct`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+/// `CAP_IPC_LOCK`: may lock (and pin) memory beyond `RLIMIT_MEMLOCK`.
+pub const CAP_IPC_LOCK: u32 = 14;
+
+/// capget (`None`) or capset of the calling thread's capabilities.
+fn caps(set: Option<&[CapData; 2]>) -> io::Result<[CapData; 2]> {
+    let mut h = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut d = [CapData::default(); 2];
+    // SAFETY: capget/capset with a v3 header and two data structs, as the ABI requires.
+    let r = unsafe {
+        match set {
+            None => libc::syscall(libc::SYS_capget, &mut h, d.as_mut_ptr()),
+            Some(s) => libc::syscall(libc::SYS_capset, &mut h, s.as_ptr()),
+        }
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(d)
+}
+
+/// Whether `CAP_IPC_LOCK` is in the calling thread's effective set.
+pub fn has_cap_ipc_lock() -> Result<bool, String> {
+    Ok(caps(None).ctx("capget")?[0].effective & (1 << CAP_IPC_LOCK) != 0)
+}
+
+/// Runs `f` without `CAP_IPC_LOCK` in the effective set (restored right after), so that
+/// long-term pins are charged against `RLIMIT_MEMLOCK` (io_uring, the driver's registrations).
+pub fn without_cap_ipc_lock<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    let saved = caps(None).ctx("capget")?;
+    let mut without = saved;
+    without[0].effective &= !(1 << CAP_IPC_LOCK);
+    caps(Some(&without)).ctx("capset without CAP_IPC_LOCK")?;
+    let r = f();
+    caps(Some(&saved)).ctx("capset (restore)")?;
+    Ok(r)
+}
+
+/// `VmPin` of /proc/self/status in KiB: the long-term pinned pages charged to this process
+/// (io_uring's registered buffers, the driver's registrations).
+pub fn vm_pin_kib() -> Result<u64, String> {
+    let s = std::fs::read_to_string("/proc/self/status").ctx("read /proc/self/status")?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmPin:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| "no VmPin in /proc/self/status".to_string())
+}
+
+/// Waits (up to 2 s) for `VmPin` to be `kib`; fails with the last value otherwise.
+pub fn expect_vm_pin(kib: u64, what: &str) -> TestResult {
+    let start = std::time::Instant::now();
+    loop {
+        let v = vm_pin_kib()?;
+        if v == kib {
+            return Ok(());
+        }
+        if start.elapsed() > std::time::Duration::from_secs(2) {
+            return Err(format!("{what}: VmPin {v} kB, expected {kib} kB"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

@@ -27,7 +27,7 @@
 mod direct;
 mod splice;
 mod unbind;
-mod uring;
+pub(crate) mod uring;
 mod zerocopy;
 
 use std::fs::{File, OpenOptions};
@@ -323,30 +323,6 @@ pub fn setsockopt_int(fd: BorrowedFd<'_>, level: i32, name: i32, val: i32) -> io
         )
     };
     cvt(r as isize).map(|_| ())
-}
-
-/// `VmPin` of /proc/self/status in KiB: the pages io_uring holds registered for this process.
-pub fn vm_pin_kib() -> Result<u64, String> {
-    let s = std::fs::read_to_string("/proc/self/status").ctx("read /proc/self/status")?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmPin:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| "no VmPin in /proc/self/status".to_string())
-}
-
-/// Waits (up to 2 s) for `VmPin` to be `kib`; fails with the last value otherwise.
-pub fn expect_vm_pin(kib: u64, what: &str) -> TestResult {
-    let start = std::time::Instant::now();
-    loop {
-        let v = vm_pin_kib()?;
-        if v == kib {
-            return Ok(());
-        }
-        if start.elapsed() > std::time::Duration::from_secs(2) {
-            return Err(format!("{what}: VmPin {v} kB, expected {kib} kB"));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
 }
 
 /// How many 1 MiB streaming buffers a new file of edu-dma`d` can allocate before the device's

@@ -17,53 +17,17 @@ use io_uring::{opcode, squeue, types, IoUring};
 
 use super::*;
 
-/// `struct __user_cap_header_struct`.
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: i32,
-}
-
-/// `struct __user_cap_data_struct`.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-const CAP_IPC_LOCK: u32 = 14;
-
-fn caps(set: Option<&[CapData; 2]>) -> io::Result<[CapData; 2]> {
-    let mut h = CapHeader {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    let mut d = [CapData::default(); 2];
-    // SAFETY: capget/capset with a v3 header and two data structs, as the ABI requires.
-    let r = unsafe {
-        match set {
-            None => libc::syscall(libc::SYS_capget, &mut h, d.as_mut_ptr()),
-            Some(s) => libc::syscall(libc::SYS_capset, &mut h, s.as_ptr()),
-        }
-    };
-    cvt(r as isize)?;
-    Ok(d)
-}
-
 /// A plain io_uring instance for one test, made without `CAP_IPC_LOCK` in the effective set
 /// (restored right after): only then does io_uring account registered buffers, in `locked_vm` and
 /// `VmPin`, which the tests check.
 pub(super) fn ring() -> Result<IoUring, String> {
-    let saved = caps(None).ctx("capget")?;
-    let mut without = saved;
-    without[0].effective &= !(1 << CAP_IPC_LOCK);
-    caps(Some(&without)).ctx("capset without CAP_IPC_LOCK")?;
-    let r = IoUring::new(8);
-    caps(Some(&saved)).ctx("capset (restore)")?;
-    r.ctx("io_uring_setup")
+    ring_with(8)
+}
+
+/// [`ring`] with `entries` SQEs of type `S` (`squeue::Entry128`: an `IORING_SETUP_SQE128` ring,
+/// for the driver's `IORING_OP_URING_CMD`, `queue.uring_*`).
+pub(crate) fn ring_with<S: squeue::EntryMarker>(entries: u32) -> Result<IoUring<S>, String> {
+    without_cap_ipc_lock(|| IoUring::<S>::builder().build(entries))?.ctx("io_uring_setup")
 }
 
 /// Submits `e` and waits for its completion; a negative result is the errno.
@@ -71,7 +35,7 @@ pub(super) fn ring() -> Result<IoUring, String> {
 /// # Safety
 /// Every buffer `e` names (by address or by fixed-buffer index) must be valid for the operation
 /// until this returns (it returns only after the completion).
-pub(super) unsafe fn run(ring: &mut IoUring, e: squeue::Entry) -> io::Result<usize> {
+pub(crate) unsafe fn run<S: squeue::EntryMarker>(ring: &mut IoUring<S>, e: S) -> io::Result<usize> {
     // SAFETY: forwarded to the caller.
     unsafe { ring.submission().push(&e) }.map_err(|_| io::Error::other("submission queue full"))?;
     ring.submit_and_wait(1)?;

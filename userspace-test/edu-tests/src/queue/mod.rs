@@ -4,12 +4,16 @@
 //! request's errno (`errors.rs`), close and `SIGKILL` with queued work (the buffer budget comes
 //! back), lost interrupts in the middle of a queue, a synchronous caller beside the queue; with
 //! the driver's other features (`interplay.rs`): a dma-buf of a buffer queued requests write,
-//! io_uring task work during a blocking `REAP`; the eventfd counting completions (`eventfd.rs`).
-//! Unbind with a full queue is `unbind.queue` (the opt-in group). About 200 DMA commands.
+//! io_uring task work during a blocking `REAP`; the eventfd counting completions (`eventfd.rs`);
+//! registered user memory (`reg.rs`), io_uring's `IORING_OP_URING_CMD` carrying requests
+//! (`uring_cmd.rs`, `uring_*`). Unbind with a full queue is `unbind.queue`, with io_uring
+//! commands in flight `unbind.uring` (the opt-in group). About 300 DMA commands.
 
 mod errors;
 mod eventfd;
 mod interplay;
+mod reg;
+pub mod uring_cmd;
 
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
@@ -40,6 +44,18 @@ pub fn tests() -> Vec<Test> {
         test("signal_reap", interplay::signal_reap),
         test("eventfd_counts", eventfd::counts),
         test("eventfd_errors", eventfd::errors),
+        test("reg_data", reg::data),
+        test("reg_errors", reg::errors),
+        test("reg_memlock", reg::memlock),
+        test("reg_unreg_queued", reg::unreg_queued),
+        test("reg_close", reg::close),
+        test("uring_xfer", uring_cmd::xfer),
+        test("uring_inflight16", uring_cmd::inflight16),
+        test("uring_errors", uring_cmd::errors),
+        test("uring_full", uring_cmd::full),
+        test("uring_ring_close", uring_cmd::ring_close),
+        test("uring_close_file_first", uring_cmd::close_file_first),
+        test("uring_task_exit", uring_cmd::task_exit),
     ]
 }
 

@@ -8,7 +8,7 @@
 //! mappings; huge lengths and offsets; pread/pwrite; alloc/free/mmap/munmap interleaved, files
 //! reopened; a second thread racing XFERs against BUF_FREE on the same handle; and the queue:
 //! SUBMIT of random requests, REAP with random arguments, every request reaped once
-//! (`fuzz/queue.rs`).
+//! (`fuzz/queue.rs`), and the same requests as io_uring commands (`fuzz/uring.rs`).
 //!
 //! Every answer must be success or an errno of {EINVAL, EFAULT, ENOENT, ENOTTY, EOVERFLOW,
 //! E2BIG, ENOMEM, EPERM, ENOSPC}, or ETIMEDOUT for no more commands than lost interrupts were
@@ -35,6 +35,7 @@ use edu_dma::{Device, Dir};
 use super::*;
 
 mod queue;
+mod uring;
 
 const SLOT: usize = 64 * 1024;
 const DEV_SLOTS: usize = 6;
@@ -1070,7 +1071,8 @@ impl Fuzz {
     fn step(&mut self) -> TestResult {
         match self.rng.below(100) {
             0..=66 => self.ioctl_op(),
-            67..=69 => self.queue_op(),
+            67..=68 => self.queue_op(),
+            69 => self.uring_op(),
             70..=79 => self.mmap_op(),
             80..=89 => self.rw_op(),
             90..=91 => self.race_op(),

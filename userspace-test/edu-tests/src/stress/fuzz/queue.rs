@@ -37,7 +37,7 @@ struct ReapCall {
 
 impl Fuzz {
     /// One random request for device `d`; `cookie` is unique in the run.
-    fn queue_req(&mut self, d: usize, cookie: u64) -> EduDmaReq {
+    pub(super) fn queue_req(&mut self, d: usize, cookie: u64) -> EduDmaReq {
         let op = match self.rng.below(20) {
             0..=6 => EDU_DMA_OP_XFER,
             7..=12 => EDU_DMA_OP_USER_XFER,
