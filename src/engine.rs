@@ -327,6 +327,9 @@ impl Engine {
             }
             if !st.busy && st.running.is_none() {
                 st.busy = true;
+                // Bits of an earlier sequence (a late interrupt) mean nothing to this one; done
+                // here, under the lock this already holds, rather than a lock more per command.
+                st.irq_status = 0;
                 return Ok(EngineHold { engine: self, bar });
             }
             st.sync_waiters += 1;
@@ -1020,7 +1023,11 @@ impl Drop for EngineHold<'_> {
     fn drop(&mut self) {
         let mut st = self.engine.state.lock();
         st.busy = false;
-        self.engine.cv.notify_all();
+        // Only callers of `acquire` wait for `busy` to clear (counted in `sync_waiters`); no
+        // completion or queue room changed, so nobody else needs the wakeup.
+        if st.sync_waiters > 0 {
+            self.engine.cv.notify_all();
+        }
         // The queue waited for this sequence: its next step goes first, even if other
         // synchronous callers wait (they get the device at that step's end), so neither side
         // can starve the other.
@@ -1043,7 +1050,8 @@ impl EngineHold<'_> {
             return Err(EOVERFLOW);
         }
         let bar = self.bar;
-        self.engine.state.lock().irq_status &= !IRQ_FACT;
+        // `irq_status` holds no stale bit: `acquire` cleared it, and this is the hold's only
+        // command.
         bar.write_reg(STATUS::zeroed().with_irq_enable(true));
         bar.write_reg(FACTORIAL::from_raw(n));
         if let Err(e) = self.wait_irq(IRQ_FACT, timeout_ms, || true) {

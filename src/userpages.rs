@@ -64,8 +64,11 @@ impl<'a> UserDma<'a> {
 
     /// Appends the device pieces, split at window steps of the range.
     pub(crate) fn pieces(&self, out: &mut KVec<Piece>) -> Result {
-        split::segment_pieces(self.sg.segments(), |p| {
-            out.push(p, GFP_KERNEL).map_err(Error::from)
-        })
+        self.each_piece(|p| out.push(p, GFP_KERNEL).map_err(Error::from))
+    }
+
+    /// Emits the device pieces in order, split at window steps of the range.
+    pub(crate) fn each_piece(&self, emit: impl FnMut(Piece) -> Result) -> Result {
+        split::segment_pieces(self.sg.segments(), emit)
     }
 }

@@ -72,11 +72,9 @@ pub(crate) fn pinned_xfer(
 ) -> (usize, Result) {
     let run = || {
         let dma = UserDma::map(live.dev, pinned, dir)?;
-        let mut pieces = KVec::new();
-        dma.pieces(&mut pieces)?;
         // `dma` (the pins and the mapping) lives until the request is over: it drops (unmap,
         // then unpin) when this closure returns, after the engine is done with it.
-        Ok(live.run_sync(xfer_cmds(&pieces, win_off, dir)?, timeout_ms))
+        Ok(live.run_sync(user_cmds(&dma, win_off, dir)?, timeout_ms))
     };
     run().unwrap_or_else(|e| (0, Err(e)))
 }
@@ -164,26 +162,61 @@ impl CopyJob {
 /// The commands of a transfer of `pieces` at consecutive window offsets from `win_off`: one
 /// step (nobody else's command runs in between).
 fn xfer_cmds(pieces: &[Piece], win_off: usize, dir: Dir) -> Result<KVec<Cmd>> {
-    let mut cmds = KVec::with_capacity(pieces.len(), GFP_KERNEL)?;
-    let (mut w, mut credit) = (win_off, 0);
-    for (i, &piece) in pieces.iter().enumerate() {
-        credit += piece.len;
-        cmds.push(
+    let mut b = CmdsBuilder::new(KVec::with_capacity(pieces.len(), GFP_KERNEL)?, win_off, dir);
+    for &piece in pieces {
+        b.push(piece)?;
+    }
+    b.finish()
+}
+
+/// [`xfer_cmds`] for pinned user memory, its pieces taken straight from the mapping (no piece
+/// list of their own: one allocation fewer per command).
+fn user_cmds(dma: &UserDma<'_>, win_off: usize, dir: Dir) -> Result<KVec<Cmd>> {
+    let mut b = CmdsBuilder::new(KVec::new(), win_off, dir);
+    dma.each_piece(|piece| b.push(piece))?;
+    b.finish()
+}
+
+/// The commands of a one-step transfer, built piece by piece: consecutive window offsets from
+/// the start, the bytes credited as each completes, the step ending with the last.
+struct CmdsBuilder {
+    cmds: KVec<Cmd>,
+    win_off: usize,
+    credit: usize,
+    dir: Dir,
+}
+
+impl CmdsBuilder {
+    fn new(cmds: KVec<Cmd>, win_off: usize, dir: Dir) -> Self {
+        Self {
+            cmds,
+            win_off,
+            credit: 0,
+            dir,
+        }
+    }
+
+    fn push(&mut self, piece: Piece) -> Result {
+        self.credit += piece.len;
+        self.cmds.push(
             Cmd {
                 piece,
-                win_off: w,
-                dir,
-                credit,
-                step_end: i + 1 == pieces.len(),
+                win_off: self.win_off,
+                dir: self.dir,
+                credit: self.credit,
+                step_end: false,
             },
             GFP_KERNEL,
         )?;
-        w += piece.len;
+        self.win_off += piece.len;
+        Ok(())
     }
-    if cmds.is_empty() {
-        return Err(EINVAL);
+
+    /// The commands (`EINVAL` if none).
+    fn finish(mut self) -> Result<KVec<Cmd>> {
+        self.cmds.last_mut().ok_or(EINVAL)?.step_end = true;
+        Ok(self.cmds)
     }
-    Ok(cmds)
 }
 
 /// The commands of a copy of `len` bytes from `src_pieces` to `dst_pieces` (split at the same
@@ -275,9 +308,7 @@ pub(crate) fn queued_user_xfer(
     timeout_ms: u32,
 ) -> Result<Request> {
     let dma = UserDma::map(live.dev, userpages::pin(addr, len, dir)?, dir)?;
-    let mut pieces = KVec::new();
-    dma.pieces(&mut pieces)?;
-    queued(xfer_cmds(&pieces, win_off, dir)?, dma, cookie, timeout_ms)
+    queued(user_cmds(&dma, win_off, dir)?, dma, cookie, timeout_ms)
 }
 
 /// A queued request's use of a registration: the range goes back to the CPU when the hold

@@ -2,8 +2,9 @@
 # make bench, guest-time boot: size sweep of the four paths, per-command driver overhead,
 # FACTORIAL latency, command gaps and CPU time per command (synchronous loops and the queue), one
 # thread driving the 4 edu devices through their queues, gup_test, `edudma capture` to ext4
-# (O_DIRECT, 4 buffers), dma_map_benchmark (on the last edu). scripts/bench passes the sample
-# counts (BENCH_* variables) and the -icount shift (BENCH_SHIFT, default 4).
+# (O_DIRECT, 4 buffers), edu-dma side by side with the C reference driver (bench/cdrv, on the last
+# edu), dma_map_benchmark (then on it). scripts/bench passes the sample counts (BENCH_* variables),
+# the C driver (/edu_cdrv.ko) and the -icount shift (BENCH_SHIFT, default 4).
 # vm: --devices 4
 # vm: --disk
 # vm: --icount shift=4,sleep=off
@@ -54,8 +55,24 @@ capture_record() { # capture_record <kind> [edudma capture options]
 }
 capture_record capture_plain
 capture_record capture --spin
+# The last edu leaves edu_dma: first for the C reference driver (bench/cdrv, /edu_cdrv.ko,
+# bound through driver_override), measured side by side with edu-dma on the first edu: FACTORIAL
+# round trips and single 4 KiB pwrite/pread, both interrupts and the benchmark on CPU0; then for
+# dma_map_benchmark.
 d=$(find /sys/bus/pci/drivers/edu_dma/ -maxdepth 1 -name '0000:*' | sort | tail -n 1); d=${d##*/}
 echo "$d" > /sys/bus/pci/drivers/edu_dma/unbind
+if [ -f /edu_cdrv.ko ] && insmod /edu_cdrv.ko; then
+    echo edu_cdrv > "/sys/bus/pci/devices/$d/driver_override"
+    echo "$d" > /sys/bus/pci/drivers_probe
+    for irq in $(awk '/edu_dma|edu_cdrv/ {sub(":", "", $1); print $1}' /proc/interrupts); do
+        echo 0 > "/proc/irq/$irq/smp_affinity_list"
+    done
+    taskset 1 edu-bench side --devs /dev/edu-dma0,/dev/edu-cdrv $BENCH_SIDE
+    echo "$d" > /sys/bus/pci/drivers/edu_cdrv/unbind
+    rmmod edu_cdrv
+else
+    echo "edu-bench: no C reference driver (/edu_cdrv.ko)" >&2
+fi
 echo dma_map_benchmark > "/sys/bus/pci/devices/$d/driver_override"
 echo "$d" > /sys/bus/pci/drivers_probe
 edu-bench dmamap --seconds 1

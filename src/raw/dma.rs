@@ -286,15 +286,27 @@ pub(crate) unsafe fn mmap_coherent(
     ret
 }
 
-/// [`Pinned`] pages and a scatter-gather table over them, mapped for the device.
+/// How an [`SgMap`] maps its pages.
+enum SgMapping {
+    /// Several pages: a scatter-gather table over them, held by value (no allocation of its own:
+    /// a `struct sg_table` only points to its scatterlist, nothing points back into it, so it
+    /// may move).
+    Table(Opaque<bindings::sg_table>),
+    /// One page (one 4 KiB command's page-aligned range): `len` bytes at `addr`, mapped with
+    /// `dma_map_page_attrs`, without a table (no scatterlist to allocate and build).
+    Page { addr: DmaAddress, len: usize },
+}
+
+/// [`Pinned`] pages, mapped for the device.
 ///
 /// # Invariants
 ///
-/// `sgt` is an allocated table over the pages of `_pinned`, mapped for `dev` in direction `dir`.
-/// `Drop` unmaps it (syncing bounce buffers back) and frees it; only then do the fields drop and
-/// `_pinned` releases the pages: unmap comes before unpin.
+/// `map` maps the pages of `_pinned` for `dev` in direction `dir`: an allocated table over them,
+/// mapped, or the one page's `len` bytes from its offset, mapped at `addr`. `Drop` unmaps it
+/// (syncing bounce buffers back) and frees the table; only then do the fields drop and `_pinned`
+/// releases the pages: unmap comes before unpin.
 pub(crate) struct SgMap<'a> {
-    sgt: KBox<Opaque<bindings::sg_table>>,
+    map: SgMapping,
     dev: ARef<device::Device>,
     dir: DataDirection,
     /// Held until after the unmap in `Drop`, then released by its own `Drop`.
@@ -302,8 +314,8 @@ pub(crate) struct SgMap<'a> {
 }
 
 impl<'a> SgMap<'a> {
-    /// Builds a table over `pinned` and maps it; `max_segment` caps each segment. On error the
-    /// pages are released.
+    /// Maps `pinned` (one page directly, more through a scatter-gather table); `max_segment`
+    /// caps each segment. On error the pages are released.
     pub(crate) fn new(
         dev: &device::Device<Bound>,
         mut pinned: Pinned<'a>,
@@ -311,33 +323,48 @@ impl<'a> SgMap<'a> {
         max_segment: u32,
     ) -> Result<Self> {
         let (pages, n_pages, offset, len) = pinned.parts();
-        let n_pages = u32::try_from(n_pages).map_err(|_| E2BIG)?;
-        let offset = u32::try_from(offset).map_err(|_| EINVAL)?;
-        let sgt = KBox::new(Opaque::<bindings::sg_table>::zeroed(), GFP_KERNEL)?;
-        // SAFETY: `sgt` is a zeroed table; `pages` holds `n_pages` valid pages covering
-        // `offset .. offset + len`, held by `pinned`, which the returned value owns and releases
-        // only after freeing the table.
-        to_result(unsafe {
-            bindings::sg_alloc_table_from_pages_segment(
-                sgt.get(),
-                pages,
-                n_pages,
-                offset,
-                len,
-                max_segment,
-                bindings::GFP_KERNEL,
-            )
-        })?;
-        // SAFETY: `dev` is bound and `sgt` is a valid, allocated table.
-        let ret = unsafe { bindings::dma_map_sgtable(raw_dev(dev), sgt.get(), dir.into(), 0) };
-        if ret != 0 {
-            // SAFETY: the table was allocated above and is not mapped; it is freed once.
-            unsafe { bindings::sg_free_table(sgt.get()) };
-            return Err(Error::from_errno(ret));
-        }
-        // INVARIANT: the table is allocated over `pinned`'s pages and mapped for `dev` in `dir`.
+        let raw = raw_dev(dev);
+        let map = if n_pages == 1 && len as u64 <= u64::from(max_segment) {
+            // SAFETY: `dev` is bound; `pages` holds one valid page, held by `pinned` (which the
+            // returned value owns and releases only after the unmap), and `offset .. offset +
+            // len` lies within it.
+            let addr =
+                unsafe { bindings::dma_map_page_attrs(raw, *pages, offset, len, dir.into(), 0) };
+            // SAFETY: `addr` was just returned by `dma_map_page_attrs` for `raw`.
+            if unsafe { edu_dma_mapping_error(raw, addr) } != 0 {
+                return Err(ENOMEM);
+            }
+            SgMapping::Page { addr, len }
+        } else {
+            let n_pages = u32::try_from(n_pages).map_err(|_| E2BIG)?;
+            let offset = u32::try_from(offset).map_err(|_| EINVAL)?;
+            let sgt = Opaque::<bindings::sg_table>::zeroed();
+            // SAFETY: `sgt` is a zeroed table; `pages` holds `n_pages` valid pages covering
+            // `offset .. offset + len`, held by `pinned`, which the returned value owns and
+            // releases only after freeing the table.
+            to_result(unsafe {
+                bindings::sg_alloc_table_from_pages_segment(
+                    sgt.get(),
+                    pages,
+                    n_pages,
+                    offset,
+                    len,
+                    max_segment,
+                    bindings::GFP_KERNEL,
+                )
+            })?;
+            // SAFETY: `dev` is bound and `sgt` is a valid, allocated table.
+            let ret = unsafe { bindings::dma_map_sgtable(raw, sgt.get(), dir.into(), 0) };
+            if ret != 0 {
+                // SAFETY: the table was allocated above and is not mapped; it is freed once.
+                unsafe { bindings::sg_free_table(sgt.get()) };
+                return Err(Error::from_errno(ret));
+            }
+            SgMapping::Table(sgt)
+        };
+        // INVARIANT: `map` maps `pinned`'s pages for `dev` in `dir`.
         Ok(Self {
-            sgt,
+            map,
             dev: dev.into(),
             dir,
             _pinned: pinned,
@@ -346,11 +373,16 @@ impl<'a> SgMap<'a> {
 
     /// The mapped segments, as (bus address, length), in order.
     pub(crate) fn segments(&self) -> impl Iterator<Item = (DmaAddress, usize)> + '_ {
-        // SAFETY: the table is allocated and mapped, and not modified while `self` is borrowed.
-        let table = unsafe { SGTable::from_raw(self.sgt.get()) };
-        table
-            .iter()
-            .map(|sg| (sg.dma_address(), sg.dma_len() as usize))
+        let (table, page) = match &self.map {
+            // SAFETY: the table is allocated and mapped, and not modified while `self` is
+            // borrowed.
+            SgMapping::Table(sgt) => (Some(unsafe { SGTable::from_raw(sgt.get()) }), None),
+            SgMapping::Page { addr, len } => (None, Some((*addr, *len))),
+        };
+        let segs = table
+            .into_iter()
+            .flat_map(|t| t.iter().map(|sg| (sg.dma_address(), sg.dma_len() as usize)));
+        Iterator::chain(segs, page)
     }
 
     /// Hands `[bus, bus + len)` of the mapping to `to` (a long-lived mapping used for several
@@ -366,18 +398,32 @@ impl<'a> SgMap<'a> {
     }
 }
 
-// SAFETY: the table is owned by the value and only read through `&self`; unmapping and freeing it
-// (`dma_unmap_sgtable`, `sg_free_table`) may happen on any thread, and `Pinned` is `Send`.
+// Nothing points into an `SgMap` (the table only points to its scatterlist): it may move, pinned
+// or not, although `Opaque` opts out of `Unpin`.
+impl Unpin for SgMap<'_> {}
+
+// SAFETY: the mapping is owned by the value and only read through `&self`; unmapping it and
+// freeing the table (`dma_unmap_sgtable`, `sg_free_table`, `dma_unmap_page_attrs`) may happen on
+// any thread, and `Pinned` is `Send`.
 unsafe impl Send for SgMap<'_> {}
 
 impl Drop for SgMap<'_> {
     fn drop(&mut self) {
-        // SAFETY: by the type invariant the table is mapped for `dev` in `dir`; it is unmapped
-        // exactly once, before it is freed and before `_pinned` releases the pages.
-        unsafe {
-            bindings::dma_unmap_sgtable(raw_dev(&self.dev), self.sgt.get(), self.dir.into(), 0)
-        };
-        // SAFETY: the table is allocated and no longer mapped; it is freed exactly once.
-        unsafe { bindings::sg_free_table(self.sgt.get()) };
+        let raw = raw_dev(&self.dev);
+        match &self.map {
+            SgMapping::Table(sgt) => {
+                // SAFETY: by the type invariant the table is mapped for `dev` in `dir`; it is
+                // unmapped exactly once, before it is freed and before `_pinned` releases the
+                // pages.
+                unsafe { bindings::dma_unmap_sgtable(raw, sgt.get(), self.dir.into(), 0) };
+                // SAFETY: the table is allocated and no longer mapped; it is freed exactly once.
+                unsafe { bindings::sg_free_table(sgt.get()) };
+            }
+            SgMapping::Page { addr, len } => {
+                // SAFETY: by the type invariant `len` bytes at `addr` are mapped for `dev` in
+                // `dir`; unmapped exactly once, before `_pinned` releases the page.
+                unsafe { bindings::dma_unmap_page_attrs(raw, *addr, *len, self.dir.into(), 0) };
+            }
+        }
     }
 }

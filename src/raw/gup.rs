@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Pinning user memory for DMA: a user address range (`pin_user_pages_unlocked`) or the memory
+//! Pinning user memory for DMA: a user address range (`pin_user_pages_fast`) or the memory
 //! behind a read/write call's I/O iterator (`iov_iter_extract_pages`).
 //!
 //! 7.2 gap: the `kernel` crate has no GUP wrapper (`kernel::mm` only wraps VMAs and `Mm`), and
@@ -27,6 +27,54 @@ extern "C" {
     fn edu_iov_iter_extract_will_pin(iter: *const bindings::iov_iter) -> bool;
 }
 
+/// Page arrays of up to this many pages (one 4 KiB command's range, page-aligned or not) are kept
+/// inline: no allocation per command.
+const INLINE_PAGES: usize = 2;
+
+/// The page pointers of a [`Pinned`]: inline for up to [`INLINE_PAGES`], else a vector.
+enum PageArray {
+    Inline([*mut bindings::page; INLINE_PAGES], usize),
+    Heap(KVec<*mut bindings::page>),
+}
+
+impl PageArray {
+    /// `n` null entries.
+    fn new(n: usize) -> Result<Self> {
+        Ok(if n <= INLINE_PAGES {
+            Self::Inline([ptr::null_mut(); INLINE_PAGES], n)
+        } else {
+            Self::Heap(KVec::from_elem(ptr::null_mut(), n, GFP_KERNEL)?)
+        })
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Inline(_, n) => *n,
+            Self::Heap(v) => v.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keeps the first `n` entries (`n` at most the length).
+    fn truncate(&mut self, n: usize) {
+        match self {
+            Self::Inline(_, len) => *len = n.min(*len),
+            Self::Heap(v) => v.truncate(n),
+        }
+    }
+
+    /// The first entry; `len()` entries follow it.
+    fn as_mut_ptr(&mut self) -> *mut *mut bindings::page {
+        match self {
+            Self::Inline(a, _) => a.as_mut_ptr(),
+            Self::Heap(v) => v.as_mut_ptr(),
+        }
+    }
+}
+
 /// Pages of a user range (or of an I/O iterator), held for DMA while this lives.
 ///
 /// # Invariants
@@ -36,7 +84,7 @@ extern "C" {
 /// (marking the pages dirty first when `dirty`); otherwise the pages belong to a kernel iterator
 /// whose memory is valid for `'a` (the lifetime of the iterator's data).
 pub(crate) struct Pinned<'a> {
-    pages: KVec<*mut bindings::page>,
+    pages: PageArray,
     offset: usize,
     len: usize,
     pinned: bool,
@@ -69,14 +117,18 @@ impl Pinned<'static> {
         let offset = addr % PAGE_SIZE;
         let n = offset.checked_add(len).ok_or(EFAULT)?.div_ceil(PAGE_SIZE);
         let write = flags & bindings::FOLL_WRITE != 0;
-        let mut pages = KVec::from_elem(ptr::null_mut(), n, GFP_KERNEL)?;
-        // The slow path, not `pin_user_pages_fast`: it checks each VMA (taking the mmap lock
-        // itself), so `VM_IO` and `VM_PFNMAP` mappings (coherent buffers, whatever the DMA
-        // backend) are refused alike.
+        let n_int = c_int::try_from(n).map_err(|_| EFAULT)?;
+        let mut pages = PageArray::new(n)?;
+        // The fast path walks the page tables without the mmap lock; whatever it cannot pin
+        // (a special PTE, as `remap_pfn_range` makes for a coherent buffer's `VM_IO`/`VM_PFNMAP`
+        // mapping, a page not present, or, with `FOLL_LONGTERM`, a page to migrate first) it
+        // hands to the slow path, which takes the mmap lock, checks each VMA and refuses
+        // `VM_IO` and `VM_PFNMAP` mappings: such memory is refused alike, whatever the DMA
+        // backend.
         // SAFETY: `pages` has room for `n` entries, which is what GUP may write; GUP validates
-        // the user range itself and takes the current mm's mmap lock.
+        // the user range itself and takes the current mm's mmap lock when it needs it.
         let got = unsafe {
-            bindings::pin_user_pages_unlocked(addr - offset, n, pages.as_mut_ptr(), flags)
+            bindings::pin_user_pages_fast(addr - offset, n_int, flags, pages.as_mut_ptr())
         } as isize;
         if got < 0 {
             // GUP's EOVERFLOW means "range runs past the end of the address space": unpinnable
@@ -140,7 +192,7 @@ impl<'a> Pinned<'a> {
         dest: bool,
     ) -> Result<Self> {
         let max_pages_u32 = u32::try_from(max_pages).map_err(|_| EINVAL)?;
-        let mut pages = KVec::from_elem(ptr::null_mut(), max_pages, GFP_KERNEL)?;
+        let mut pages = PageArray::new(max_pages)?;
         let mut array = pages.as_mut_ptr();
         let mut offset = 0usize;
         // SAFETY: `iter` is valid (the caller's requirement).
@@ -191,7 +243,8 @@ impl<'a> Pinned<'a> {
     }
 }
 
-// SAFETY: the page pointers are references the value owns (pins) or borrows for `'a`; releasing
+// SAFETY: the page pointers are references the value owns (pins) or borrows for `'a` (inline or in
+// a vector the value owns); releasing
 // pins (`unpin_user_pages_dirty_lock`) may happen on any thread.
 unsafe impl Send for Pinned<'_> {}
 

@@ -74,6 +74,20 @@ enum Cmd {
         #[arg(long, default_value = "icount")]
         label: String,
     },
+    /// Side by side, one driver after the other in the same boot: FACTORIAL(0) round trips and
+    /// single 4 KiB pwrite/pread (phase-spread overhead) on each node given, e.g. edu-dma's and
+    /// the C reference driver's (bench/cdrv), which speaks the same FACTORIAL ioctl.
+    Side {
+        /// Device nodes, comma-separated (each node's record is labelled with its file name).
+        #[arg(long, value_delimiter = ',', required = true)]
+        devs: Vec<PathBuf>,
+        /// FACTORIAL samples per node.
+        #[arg(long, default_value_t = 5000)]
+        fact_samples: u32,
+        /// pwrite and pread samples per node.
+        #[arg(long, default_value_t = 200)]
+        rw_samples: u32,
+    },
     /// gup_test: pin_user_pages(_fast) + unpin, one page per call.
     Gup {
         /// Pages per run.
@@ -189,6 +203,11 @@ fn main() -> ExitCode {
         Cmd::Sweep { sizes, paths, reps } => sweep(&cli.dev, &sizes, &paths, reps),
         Cmd::Overhead { samples } => overhead(&cli.dev, samples),
         Cmd::Latency { samples, label } => latency(&cli.dev, samples, &label),
+        Cmd::Side {
+            devs,
+            fact_samples,
+            rw_samples,
+        } => side(&devs, fact_samples, rw_samples),
         Cmd::Gup { pages, rounds } => gup(pages, rounds),
         Cmd::Dmamap { seconds } => dmamap(seconds),
         Cmd::Link {
@@ -435,26 +454,18 @@ fn overhead(dev: &PathBuf, samples: u32) -> io::Result<()> {
     let stm = d.alloc(WINDOW, BufKind::Streaming)?;
     let n = WINDOW as usize;
     for op in OneCmd::ALL {
-        let mut times = Vec::with_capacity(samples as usize);
         let (c0, _) = counters(&d)?;
-        for j in 0..samples {
-            spin_to_phase(u64::from(j) * MS / u64::from(samples));
-            let t0 = now_ns();
-            match op {
-                OneCmd::UserTo => d.write_window_from(&src.as_slice()[..n], 0)?,
-                OneCmd::UserFrom => d.read_window_into(&mut dst.as_mut_slice()[..n], 0)?,
-                OneCmd::CoherentTo => d.xfer(coh.handle(), 0, 0, n as u32, Dir::ToDevice, 0)?,
-                OneCmd::StreamingTo => d.xfer(stm.handle(), 0, 0, n as u32, Dir::ToDevice, 0)?,
-                OneCmd::Write => {
-                    check_done(d.file().write_at(&src.as_slice()[..n], 0)? as u64, WINDOW)?
-                }
-                OneCmd::Read => check_done(
-                    d.file().read_at(&mut dst.as_mut_slice()[..n], 0)? as u64,
-                    WINDOW,
-                )?,
-            }
-            times.push(now_ns() - t0);
-        }
+        let s = phased(samples, || match op {
+            OneCmd::UserTo => d.write_window_from(&src.as_slice()[..n], 0),
+            OneCmd::UserFrom => d.read_window_into(&mut dst.as_mut_slice()[..n], 0),
+            OneCmd::CoherentTo => d.xfer(coh.handle(), 0, 0, n as u32, Dir::ToDevice, 0),
+            OneCmd::StreamingTo => d.xfer(stm.handle(), 0, 0, n as u32, Dir::ToDevice, 0),
+            OneCmd::Write => check_done(d.file().write_at(&src.as_slice()[..n], 0)? as u64, WINDOW),
+            OneCmd::Read => check_done(
+                d.file().read_at(&mut dst.as_mut_slice()[..n], 0)? as u64,
+                WINDOW,
+            ),
+        })?;
         let (c1, _) = counters(&d)?;
         if c1 - c0 != u64::from(samples) {
             return Err(io::Error::other(format!(
@@ -463,29 +474,57 @@ fn overhead(dev: &PathBuf, samples: u32) -> io::Result<()> {
                 c1 - c0
             )));
         }
-        let s = Stats::of(&mut times);
-        // Mean over uniformly spread start phases of (time - 100 ms) is overhead - 0.5 ms.
-        let ovh = s.mean - (CMD_NS - MS / 2) as f64;
-        note!(
-            "overhead {:26}: {:8.2} us (mean {:.4} ms, min {:.4} ms, max {:.4} ms, {} samples)",
-            op.name(),
-            ovh / 1e3,
-            s.mean / 1e6,
-            s.min as f64 / 1e6,
-            s.max as f64 / 1e6,
-            s.n
-        );
-        Rec::new("overhead")
-            .s("op", op.name())
-            .f("overhead_ns", ovh)
-            .stats(&s)
-            .emit();
+        overhead_rec(Rec::new("overhead"), op.name(), &s);
     }
     Ok(())
 }
 
+/// `samples` single-command operations, sample `j` started `j/samples` ms past a millisecond
+/// boundary of the guest clock (the device timer's phase, see docs/performance.md).
+fn phased(samples: u32, mut op: impl FnMut() -> io::Result<()>) -> io::Result<Stats> {
+    let mut times = Vec::with_capacity(samples as usize);
+    for j in 0..samples {
+        spin_to_phase(u64::from(j) * MS / u64::from(samples));
+        let t0 = now_ns();
+        op()?;
+        times.push(now_ns() - t0);
+    }
+    Ok(Stats::of(&mut times))
+}
+
+/// Prints and records the overhead of one single-command operation: the mean over uniformly
+/// spread start phases of (time - 100 ms) is overhead - 0.5 ms.
+fn overhead_rec(rec: Rec, op: &str, s: &Stats) {
+    let ovh = s.mean - (CMD_NS - MS / 2) as f64;
+    note!(
+        "overhead {:26}: {:8.2} us (mean {:.4} ms, min {:.4} ms, max {:.4} ms, {} samples)",
+        op,
+        ovh / 1e3,
+        s.mean / 1e6,
+        s.min as f64 / 1e6,
+        s.max as f64 / 1e6,
+        s.n
+    );
+    rec.s("op", op).f("overhead_ns", ovh).stats(s).emit();
+}
+
 fn latency(dev: &PathBuf, samples: u32, label: &str) -> io::Result<()> {
-    let d = Device::open(dev)?;
+    let s = factorial_rounds(&Device::open(dev)?, samples)?;
+    note!(
+        "latency factorial(0) [{label}]: p50 {:.2} us p99 {:.2} us mean {:.2} us min {:.2} us max {:.2} us ({} samples)",
+        s.p50 as f64 / 1e3,
+        s.p99 as f64 / 1e3,
+        s.mean / 1e3,
+        s.min as f64 / 1e3,
+        s.max as f64 / 1e3,
+        s.n
+    );
+    Rec::new("latency").s("label", label).stats(&s).emit();
+    Ok(())
+}
+
+/// `samples` FACTORIAL(0) round trips after 50 warm-up calls, each result checked.
+fn factorial_rounds(d: &Device, samples: u32) -> io::Result<Stats> {
     for _ in 0..50 {
         d.factorial(0)?;
     }
@@ -498,17 +537,49 @@ fn latency(dev: &PathBuf, samples: u32, label: &str) -> io::Result<()> {
             return Err(io::Error::other(format!("0! = {v}")));
         }
     }
-    let s = Stats::of(&mut times);
-    note!(
-        "latency factorial(0) [{label}]: p50 {:.2} us p99 {:.2} us mean {:.2} us min {:.2} us max {:.2} us ({} samples)",
-        s.p50 as f64 / 1e3,
-        s.p99 as f64 / 1e3,
-        s.mean / 1e3,
-        s.min as f64 / 1e3,
-        s.max as f64 / 1e3,
-        s.n
-    );
-    Rec::new("latency").s("label", label).stats(&s).emit();
+    Ok(Stats::of(&mut times))
+}
+
+fn side(devs: &[PathBuf], fact_samples: u32, rw_samples: u32) -> io::Result<()> {
+    let n = WINDOW as usize;
+    let mut src = anon_mem(n)?;
+    let mut dst = anon_mem(n)?;
+    for dev in devs {
+        let label = dev.file_name().and_then(|f| f.to_str()).unwrap_or("?");
+        let d = Device::open(dev)?;
+        let s = factorial_rounds(&d, fact_samples)?;
+        note!(
+            "side {label}: factorial(0) min {:.2} us p50 {:.2} us p99 {:.2} us ({} samples)",
+            s.min as f64 / 1e3,
+            s.p50 as f64 / 1e3,
+            s.p99 as f64 / 1e3,
+            s.n
+        );
+        Rec::new("side_latency").s("driver", label).stats(&s).emit();
+        // A fresh pattern per node, read back and compared: the timed calls move real data.
+        for (i, b) in src.as_mut_slice().iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(31).wrapping_add(label.len() as u8);
+        }
+        let f = d.file();
+        let s = phased(rw_samples, || {
+            check_done(f.write_at(&src.as_slice()[..n], 0)? as u64, WINDOW)
+        })?;
+        overhead_rec(
+            Rec::new("side_overhead").s("driver", label),
+            "pwrite_4k",
+            &s,
+        );
+        dst.as_mut_slice().fill(0);
+        let s = phased(rw_samples, || {
+            check_done(f.read_at(&mut dst.as_mut_slice()[..n], 0)? as u64, WINDOW)
+        })?;
+        overhead_rec(Rec::new("side_overhead").s("driver", label), "pread_4k", &s);
+        if dst.as_slice()[..n] != src.as_slice()[..n] {
+            return Err(io::Error::other(format!(
+                "{label}: pread returned other bytes than pwrite wrote"
+            )));
+        }
+    }
     Ok(())
 }
 
