@@ -337,6 +337,8 @@ struct edu_dma_unreg_user {
 	__u32 id;
 	__u32 flags;		/* 0 */
 };
+
+/*
  * io_uring: IORING_OP_URING_CMD on the file with cmd_op EDU_DMA_URING_CMD_XFER queues ONE request,
  * a struct edu_dma_req in the SQE's command area (sqe->cmd, 80 bytes: the ring must be set up
  * with IORING_SETUP_SQE128, or the SQE be an IORING_OP_URING_CMD128 of an IORING_SETUP_SQE_MIXED
