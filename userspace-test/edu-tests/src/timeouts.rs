@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use edu_dma::{BufKind, Dir};
 use io_uring::{opcode, types, IoUring};
-use nix::sys::pthread::{pthread_kill, pthread_self};
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
 use crate::harness::*;
@@ -73,7 +72,7 @@ fn signal_eintr() -> TestResult {
     let (tx, rx) = mpsc::channel();
     let (r, took, signals) = std::thread::scope(|s| {
         let h = s.spawn(|| {
-            let _ = tx.send(pthread_self());
+            let _ = tx.send(ThreadHandle::current());
             let t = Instant::now();
             let r = buf.xfer(0, 0, 4096, Dir::ToDevice, 5000);
             (r, t.elapsed())
@@ -87,7 +86,7 @@ fn signal_eintr() -> TestResult {
                 if h.is_finished() {
                     break;
                 }
-                if pthread_kill(tid, Signal::SIGUSR1).is_ok() {
+                if tid.signal(Signal::SIGUSR1).is_ok() {
                     signals += 1;
                 }
             }

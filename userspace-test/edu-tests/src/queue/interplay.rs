@@ -140,12 +140,11 @@ extern "C" fn on_sigusr1(_: libc::c_int) {}
 /// SIGUSR1 (handler without `SA_RESTART`) every 50 ms until the reap returns; returns its result
 /// and the completions.
 fn reap_signalled(q: &Queue<'_>, min: u32) -> (std::io::Result<Vec<EduDmaCqe>>, u32) {
-    use nix::sys::pthread::{pthread_kill, pthread_self};
     use nix::sys::signal::Signal;
     let (tx, rx) = mpsc::channel();
     std::thread::scope(|s| {
         let h = s.spawn(|| {
-            let _ = tx.send(pthread_self());
+            let _ = tx.send(ThreadHandle::current());
             let mut out = vec![EduDmaCqe::default(); 4];
             q.reap(&mut out, min, 10_000).map(|k| out[..k].to_vec())
         });
@@ -157,7 +156,7 @@ fn reap_signalled(q: &Queue<'_>, min: u32) -> (std::io::Result<Vec<EduDmaCqe>>, 
                 if h.is_finished() {
                     break;
                 }
-                if pthread_kill(tid, Signal::SIGUSR1).is_ok() {
+                if tid.signal(Signal::SIGUSR1).is_ok() {
                     signals += 1;
                 }
             }
