@@ -112,7 +112,7 @@ fio_tests() {
 # arm64_checks its|smmuv3|noncoherent: the arm64 board's facts before the suites (qemu/jobs/arm64*.sh).
 # Both devices bound, each one's interrupt an MSI of the GICv3 ITS (not a wired SPI); smmuv3:
 # each device in an IOMMU group of a DMA (translating) domain of the SMMUv3; noncoherent: the PCIe
-# host's device-tree node has no dma-coherent and the driver logged both devices non-coherent;
+# host's device-tree node says dma-noncoherent (not dma-coherent) and the driver logged both devices non-coherent;
 # otherwise it logged them coherent.
 arm64_checks() {
     bound_to_both
@@ -127,7 +127,8 @@ arm64_checks() {
     esac
     case $1 in
         noncoherent)
-            t arm64-pcie-host-not-dma-coherent '! ls /proc/device-tree/pcie@*/dma-coherent 2>/dev/null | grep -q .'
+            t arm64-pcie-host-dma-noncoherent '! ls /proc/device-tree/pcie@*/dma-coherent 2>/dev/null | grep -q . &&
+                ls /proc/device-tree/pcie@*/dma-noncoherent > /dev/null 2>&1'
             t arm64-driver-logged-noncoherent '[ "$(dmesg | grep -c "edu_dma.*DMA, non-coherent)")" = 2 ]' ;;
         *)
             t arm64-pcie-host-dma-coherent 'ls /proc/device-tree/pcie@*/dma-coherent > /dev/null 2>&1'
