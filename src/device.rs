@@ -160,6 +160,8 @@ pub(crate) struct Identity {
     pub(crate) irq_mode: IrqMode,
     /// Bus location.
     pub(crate) loc: PciLocation,
+    /// The device's DMA is cache-coherent (`dev_is_dma_coherent`).
+    pub(crate) dma_coherent: bool,
 }
 
 /// State protected by `EduDevice::life`.

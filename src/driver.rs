@@ -189,23 +189,30 @@ impl pci::Driver for EduDriver {
                 IrqMode::Msi => (irq::Flags::TRIGGER_NONE, "MSI"),
             };
 
+            let dma_coherent = raw::dma::is_coherent(pdev.as_ref());
             let instance = Instance::alloc()?;
             let id = Identity {
                 instance: instance.0,
                 ident,
                 irq_mode,
                 loc: raw::pci::location(pdev),
+                dma_coherent,
             };
             let edu = Arc::pin_init(EduDevice::new(pdev, bar, id, params)?, GFP_KERNEL)?;
             let name = CString::try_from_fmt(fmt!("edu-dma{}", instance.0))?;
             dev_info!(
                 pdev.as_ref(),
-                "edu {}.{} bound as /dev/edu-dma{} ({}, {}-bit DMA)\n",
+                "edu {}.{} bound as /dev/edu-dma{} ({}, {}-bit DMA, {})\n",
                 ident.major,
                 ident.minor,
                 instance.0,
                 mode,
-                params.dma_bits
+                params.dma_bits,
+                if dma_coherent {
+                    "coherent"
+                } else {
+                    "non-coherent"
+                }
             );
 
             let watchdog = edu.clone().start(WATCHDOG_PERIOD);

@@ -422,6 +422,7 @@ impl EduFile {
             pci_slot: id.loc.slot,
             pci_func: id.loc.func,
             window_size: EDU_DMA_WINDOW_SIZE,
+            dma_coherent: u32::from(id.dma_coherent),
             irq_count: s.irqs.load(Relaxed),
             dma_count: s.dma_cmds.load(Relaxed),
             dma_bytes: s.dma_bytes.load(Relaxed),

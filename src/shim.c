@@ -5,6 +5,7 @@
  * Each function is a one-line forwarder; the leaf of src/raw/ that needs it declares it and is
  * its only user (dma.rs, dmabuf.rs, gup.rs, irqlock.rs, memlock.rs, pci.rs, signal.rs, uring.rs).
  */
+#include <linux/dma-map-ops.h>
 #include <linux/dma-mapping.h>
 #include <linux/io_uring/cmd.h>
 #include <linux/pci.h>
@@ -14,6 +15,7 @@
 #include <linux/uio.h>
 
 int edu_dma_mapping_error(struct device *dev, dma_addr_t addr);
+bool edu_dev_is_dma_coherent(struct device *dev);
 void edu_dma_sync_single_for_cpu(struct device *dev, dma_addr_t addr, size_t size,
 				 enum dma_data_direction dir);
 void edu_dma_sync_single_for_device(struct device *dev, dma_addr_t addr, size_t size,
@@ -26,6 +28,12 @@ void edu_dma_sync_sgtable_for_device(struct device *dev, struct sg_table *sgt,
 bool edu_iov_iter_extract_will_pin(const struct iov_iter *iter);
 int edu_pci_domain_nr(struct pci_dev *pdev);
 int edu_task_sigpending(struct task_struct *p);
+
+/* dev_is_dma_coherent() is static inline in linux/dma-map-ops.h. */
+bool edu_dev_is_dma_coherent(struct device *dev)
+{
+	return dev_is_dma_coherent(dev);
+}
 
 int edu_dma_mapping_error(struct device *dev, dma_addr_t addr)
 {

@@ -70,8 +70,9 @@ pub struct EduDmaInfo {
     pub pci_func: u32,
     /// Window size.
     pub window_size: u32,
-    /// Reserved.
-    pub reserved0: u32,
+    /// 1 when the device's DMA is cache-coherent, 0 when the kernel does cache maintenance for
+    /// it (`dev_is_dma_coherent()`).
+    pub dma_coherent: u32,
     /// Interrupts handled.
     pub irq_count: u64,
     /// DMA commands completed.

@@ -108,3 +108,30 @@ fio_tests() {
             --thread --output=/dev/null > /tmp/fio.bad 2>&1 &&
         grep -q "verify failed at file /dev/edu-dma0 offset 512, length 512" /tmp/fio.bad'
 }
+
+# arm64_checks its|smmuv3|noncoherent: the arm64 board's facts before the suites (qemu/jobs/arm64*.sh).
+# Both devices bound, each one's interrupt an MSI of the GICv3 ITS (not a wired SPI); smmuv3:
+# each device in an IOMMU group of a DMA (translating) domain of the SMMUv3; noncoherent: the PCIe
+# host's device-tree node says dma-noncoherent (not dma-coherent) and the driver logged both devices non-coherent;
+# otherwise it logged them coherent.
+arm64_checks() {
+    bound_to_both
+    t arm64-msi-on-its '[ "$(grep edu_dma /proc/interrupts | grep -c ITS)" = 2 ]'
+    case $1 in
+        smmuv3)
+            t arm64-smmuv3-present 'ls /sys/class/iommu/ | grep -q smmu'
+            t arm64-smmuv3-translates-edu 'n=0; for b in $(cat /tmp/edu-bdfs); do
+                grep -q "^DMA" "/sys/bus/pci/devices/$b/iommu_group/type" && n=$((n + 1)); done; [ $n = 2 ]' ;;
+        *)
+            t arm64-no-iommu '[ ! -e "/sys/bus/pci/devices/$(head -n 1 /tmp/edu-bdfs)/iommu_group" ]' ;;
+    esac
+    case $1 in
+        noncoherent)
+            t arm64-pcie-host-dma-noncoherent '! ls /proc/device-tree/pcie@*/dma-coherent 2>/dev/null | grep -q . &&
+                ls /proc/device-tree/pcie@*/dma-noncoherent > /dev/null 2>&1'
+            t arm64-driver-logged-noncoherent '[ "$(dmesg | grep -c "edu_dma.*DMA, non-coherent)")" = 2 ]' ;;
+        *)
+            t arm64-pcie-host-dma-coherent 'ls /proc/device-tree/pcie@*/dma-coherent > /dev/null 2>&1'
+            t arm64-driver-logged-coherent '[ "$(dmesg | grep -c "edu_dma.*DMA, coherent)")" = 2 ]' ;;
+    esac
+}

@@ -48,6 +48,7 @@ use super::{
 #[allow(improper_ctypes)]
 extern "C" {
     fn edu_dma_mapping_error(dev: *mut bindings::device, addr: DmaAddress) -> c_int;
+    fn edu_dev_is_dma_coherent(dev: *mut bindings::device) -> bool;
     fn edu_dma_sync_single_for_cpu(
         dev: *mut bindings::device,
         addr: DmaAddress,
@@ -60,6 +61,14 @@ extern "C" {
         size: usize,
         dir: bindings::dma_data_direction,
     );
+}
+
+/// Whether `dev`'s DMA is cache-coherent (`dev_is_dma_coherent`): false where the kernel does
+/// cache maintenance for it (its coherent buffers are uncached remaps, its streaming syncs clean
+/// and invalidate caches), as on an arm64 PCIe host without `dma-coherent` in its device tree.
+pub(crate) fn is_coherent(dev: &device::Device<Bound>) -> bool {
+    // SAFETY: `dev` is a valid, bound device; the call only reads its `dma_coherent` flag.
+    unsafe { edu_dev_is_dma_coherent(raw_dev(dev)) }
 }
 
 /// Who a synced range is handed to.

@@ -43,7 +43,7 @@ int main(void)
 	FIELD(edu_dma_info, pci_slot);
 	FIELD(edu_dma_info, pci_func);
 	FIELD(edu_dma_info, window_size);
-	FIELD(edu_dma_info, reserved0);
+	FIELD(edu_dma_info, dma_coherent);
 	FIELD(edu_dma_info, irq_count);
 	FIELD(edu_dma_info, dma_count);
 	FIELD(edu_dma_info, dma_bytes);

@@ -43,7 +43,8 @@ struct edu_dma_info {
 	__u32 pci_slot;
 	__u32 pci_func;
 	__u32 window_size;	/* EDU_DMA_WINDOW_SIZE */
-	__u32 reserved0;
+	__u32 dma_coherent;	/* 1: the device's DMA is cache-coherent; 0: the kernel does
+				 * cache maintenance (dev_is_dma_coherent()) */
 	__u64 irq_count;	/* interrupts handled */
 	__u64 dma_count;	/* DMA commands completed */
 	__u64 dma_bytes;	/* bytes moved by those commands */

@@ -339,6 +339,12 @@ fn print_info(dev: &Device, i: &edu_dma::Info) {
     println!("irq mode:      {}", i.irq_mode_name());
     println!("dma mask bits: {}", i.dma_mask_bits);
     println!("window size:   {}", i.window_size);
+    let coherent = if i.is_dma_coherent() {
+        "yes"
+    } else {
+        "no (the kernel does cache maintenance)"
+    };
+    println!("dma coherent:  {coherent}");
     println!("irq count:     {}", i.irq_count);
     println!("dma count:     {}", i.dma_count);
     println!("dma bytes:     {}", i.dma_bytes);

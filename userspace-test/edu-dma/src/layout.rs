@@ -56,7 +56,7 @@ pub fn uapi_layout_report() -> String {
             pci_slot,
             pci_func,
             window_size,
-            reserved0,
+            dma_coherent,
             irq_count,
             dma_count,
             dma_bytes,

@@ -161,6 +161,12 @@ impl EduDmaInfo {
         )
     }
 
+    /// Whether the device's DMA is cache-coherent (`dma_coherent`): false where the kernel does
+    /// cache maintenance for it (an arm64 PCIe host without `dma-coherent`).
+    pub fn is_dma_coherent(&self) -> bool {
+        self.dma_coherent != 0
+    }
+
     /// `MSI`, `INTx` or `unknown(N)`.
     pub fn irq_mode_name(&self) -> String {
         match self.irq_mode {
@@ -728,6 +734,12 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(i.pci_address(), "0000:00:1f.3");
+        assert!(!i.is_dma_coherent());
+        assert!(Info {
+            dma_coherent: 1,
+            ..i
+        }
+        .is_dma_coherent());
         assert_eq!(i.irq_mode_name(), "MSI");
     }
 }

@@ -257,14 +257,14 @@ fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> std::io::Result<()> {
     msg.msg_iovlen = 1;
     msg.msg_control = cbuf.0.as_mut_ptr().cast();
     // SAFETY: CMSG_SPACE is arithmetic.
-    msg.msg_controllen = unsafe { libc::CMSG_SPACE(4) } as usize;
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(4) } as _;
     // SAFETY: `msg` has a control buffer of at least CMSG_SPACE(4) bytes, aligned for cmsghdr;
     // CMSG_FIRSTHDR returns its start and CMSG_DATA the data of that header, inside it.
     unsafe {
         let c = libc::CMSG_FIRSTHDR(&msg);
         (*c).cmsg_level = libc::SOL_SOCKET;
         (*c).cmsg_type = libc::SCM_RIGHTS;
-        (*c).cmsg_len = libc::CMSG_LEN(4) as usize;
+        (*c).cmsg_len = libc::CMSG_LEN(4) as _;
         std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<i32>(), fd.as_raw_fd());
     }
     // SAFETY: `msg` is fully set up.
@@ -289,7 +289,7 @@ fn recv_fd(sock: BorrowedFd<'_>) -> i32 {
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = cbuf.0.as_mut_ptr().cast();
-    msg.msg_controllen = cbuf.0.len();
+    msg.msg_controllen = cbuf.0.len() as _;
     // SAFETY: `msg` is fully set up.
     if unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) } != 1 {
         return -1;

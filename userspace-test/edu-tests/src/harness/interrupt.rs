@@ -9,10 +9,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use io_uring::{opcode, types, IoUring};
-use nix::sys::pthread::{pthread_kill, pthread_self};
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
-use super::{ensure, ensure_eq, Ctx, TestResult};
+use super::{ensure, ensure_eq, Ctx, TestResult, ThreadHandle};
 
 extern "C" fn on_sigusr1(_: libc::c_int) {}
 
@@ -35,7 +34,7 @@ pub fn signalled<T: Send>(
     let (tx, rx) = mpsc::channel();
     let r = std::thread::scope(|s| {
         let h = s.spawn(move || {
-            let _ = tx.send(pthread_self());
+            let _ = tx.send(ThreadHandle::current());
             let t = Instant::now();
             let r = call();
             (r, t.elapsed())
@@ -47,7 +46,7 @@ pub fn signalled<T: Send>(
                 if h.is_finished() {
                     break;
                 }
-                if pthread_kill(tid, Signal::SIGUSR1).is_ok() {
+                if tid.signal(Signal::SIGUSR1).is_ok() {
                     signals += 1;
                 }
             }

@@ -295,6 +295,27 @@ pub fn madvise_dontneed(addr: usize, len: usize) -> io::Result<()> {
     }
 }
 
+/// A thread of this process, as a handle another thread can signal: nix's `Pthread` is an integer
+/// on glibc but a raw pointer on musl (the arm64 binaries), which is not `Send`.
+pub struct ThreadHandle(nix::sys::pthread::Pthread);
+
+// SAFETY: a pthread_t is an opaque name of a thread, not memory the thread owns; pthread_kill
+// takes it from any thread of the process while that thread is joinable (the callers signal a
+// scoped thread before they join it).
+unsafe impl Send for ThreadHandle {}
+
+impl ThreadHandle {
+    /// The calling thread.
+    pub fn current() -> Self {
+        Self(nix::sys::pthread::pthread_self())
+    }
+
+    /// `pthread_kill` of the thread with `sig`.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) -> nix::Result<()> {
+        nix::sys::pthread::pthread_kill(self.0, sig)
+    }
+}
+
 /// How a forked child ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ChildStatus {

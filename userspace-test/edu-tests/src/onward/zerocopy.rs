@@ -34,12 +34,12 @@ pub fn loopback_up() -> TestResult {
         *d = *s as libc::c_char;
     }
     // SAFETY: `ifr` is a valid ifreq naming "lo"; SIOCGIFFLAGS fills its flags.
-    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) };
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut ifr) };
     cvt(r as isize).ctx("SIOCGIFFLAGS lo")?;
     // SAFETY: SIOCGIFFLAGS wrote the flags member of the union.
     unsafe { ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
     // SAFETY: as above; SIOCSIFFLAGS only reads `ifr`.
-    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) };
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCSIFFLAGS as _, &ifr) };
     cvt(r as isize).ctx("SIOCSIFFLAGS lo up")?;
     Ok(())
 }
@@ -109,7 +109,7 @@ fn read_errqueue(tx: &TcpStream) -> io::Result<Notification> {
     // SAFETY: all-zero is a valid msghdr (no name, no iovec).
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_control = ctrl.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&ctrl);
+    msg.msg_controllen = std::mem::size_of_val(&ctrl) as _;
     // SAFETY: `msg` points at `ctrl`, writable for msg_controllen bytes.
     let r = unsafe {
         libc::recvmsg(
