@@ -259,8 +259,9 @@ pub enum Backing {
     Pfn,
     /// `VM_IO | VM_MIXEDMAP` over ordinary pages (the IOMMU backend: `vm_map_pages`): GUP-fast
     /// takes the pages without looking at the VMA, so `O_DIRECT`, `MSG_ZEROCOPY`, `vmsplice` and
-    /// the node's read/write work; long-term pins (`IORING_REGISTER_BUFFERS`) and slow GUP
-    /// (`process_vm_readv`, `USER_XFER`) still check the VMA: `EFAULT`.
+    /// the node's read/write work, and so do the driver's own `USER_XFER`/`COPY` (GUP-fast
+    /// first, `pin_user_pages_fast`); long-term pins (`IORING_REGISTER_BUFFERS`) and slow GUP
+    /// (`process_vm_readv`, or a PTE GUP-fast cannot take) still check the VMA: `EFAULT`.
     Pages,
 }
 
