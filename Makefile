@@ -39,7 +39,7 @@ userspace:
 # edu-tests and edudma for the arm64 board: static musl binaries in
 # userspace-test/target/aarch64-unknown-linux-musl/release (linked by rust-lld).
 userspace-arm64:
-	scripts/setup
+	EDU_DMA_ARM64=1 scripts/setup
 	cd userspace-test && cargo build --release --quiet --target aarch64-unknown-linux-musl -p edu-tests -p edu-dma-cli
 
 # rustfmt with the kernel's settings, a CLIPPY=1 module build, cargo clippy for userspace.
