@@ -446,7 +446,11 @@ fn copy_errnos() -> TestResult {
     // taken only when its PTE is already writable, else slow GUP refuses the VMA: not asserted.
     if crate::onward::coherent_backing(&cm)? == crate::onward::Backing::Pfn {
         cases.push(("coherent mapping as source", cp(c, d, 64, 0), libc::EFAULT));
-        cases.push(("coherent mapping as destination", cp(s, c, 64, 0), libc::EFAULT));
+        cases.push((
+            "coherent mapping as destination",
+            cp(s, c, 64, 0),
+            libc::EFAULT,
+        ));
     }
     cases.extend([
         (
