@@ -78,8 +78,8 @@ use kernel::{
 };
 
 use crate::{
+    cmds::Cmds,
     engine::{
-        Cmd,
         Engine,
         EngineHold,
         Request, //
@@ -363,7 +363,7 @@ impl Live<'_> {
     }
 
     /// Runs a synchronous call's commands (see [`Engine::run_sync`]): bytes done and result.
-    pub(crate) fn run_sync(&self, cmds: KVec<Cmd>, timeout_ms: u32) -> (usize, Result) {
+    pub(crate) fn run_sync(&self, cmds: Cmds, timeout_ms: u32) -> (usize, Result) {
         self.edu.engine.run_sync(cmds, timeout_ms, self.bar)
     }
 

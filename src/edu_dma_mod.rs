@@ -25,6 +25,8 @@
 //! - [`split`]: the arithmetic of ranges and pieces (no kernel dependency; unit-tested on the
 //!   host, shared with userspace like `uapi`).
 //! - [`device`]: per-device shared state, lifetime protocol, lock order, revocation, budget.
+//! - [`cmds`]: a request's device commands (direction, piece, window offset, credit), kept
+//!   inline for short requests.
 //! - [`engine`]: the command engine (one command at a time on BAR0, completed by the IRQ): the
 //!   synchronous holds and the per-file queues, round robin, cancellation.
 //! - [`gaps`]: the ring of completion-interrupt-to-next-command gaps the engine records (no
@@ -49,6 +51,7 @@
 //! only) import no driver module.
 
 mod buffer;
+mod cmds;
 mod device;
 mod driver;
 mod engine;

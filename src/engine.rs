@@ -30,7 +30,9 @@
 //! `Engine::state`, is an [`IrqSpinLock`] (interrupts off while held), so process context can
 //! never hold it when the handler interrupts it on the same CPU.
 //!
-//! Completions are reaped (`REAP`), polled (`poll_cv`: `POLLIN`) and, if the file set one, counted
+//! Completions are reaped (`REAP`: a reaper waiting for N is woken once, when the N-th is there,
+//! not at every completion: [`Engine::notify_ended`]), polled (`poll_cv`: `POLLIN`) and, if the
+//! file set one, counted
 //! on its eventfd (`set_eventfd`): every place that ends a request ([`end`], under the lock) signals
 //! it, so the count is one per request, whatever ends it. A request that came as an io_uring
 //! command ([`Engine::submit_cmd`]) also queues its command's task work there (from the hard
@@ -60,7 +62,7 @@ use kernel::{
         poll::read_poll_timeout_atomic,
         Io, //
     },
-    new_poll_condvar,
+    new_condvar, new_poll_condvar,
     prelude::*,
     sync::{
         atomic::{
@@ -68,7 +70,7 @@ use kernel::{
             Relaxed, //
         },
         poll::PollCondVar,
-        CondVarTimeoutResult,
+        CondVar, CondVarTimeoutResult,
     },
     time::{
         delay::fsleep,
@@ -80,6 +82,10 @@ use kernel::{
 };
 
 use crate::{
+    cmds::{
+        Cmds,
+        Dir, //
+    },
     gaps::{
         write_text,
         Gaps,
@@ -103,15 +109,6 @@ use crate::{
     },
 };
 
-/// Direction of a DMA command.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dir {
-    /// RAM to the device window (the device reads memory).
-    ToDevice,
-    /// Device window to RAM (the device writes memory).
-    FromDevice,
-}
-
 /// Counters reported by the info ioctl.
 pub(crate) struct Stats {
     pub(crate) irqs: Atomic<u64>,
@@ -130,27 +127,12 @@ impl<T: Send> Held for T {}
 /// A request's resources (see [`Held`]).
 pub(crate) type Hold = KBox<dyn Held>;
 
-/// One command of a queued request.
-#[derive(Clone, Copy)]
-pub(crate) struct Cmd {
-    /// The RAM side.
-    pub(crate) piece: Piece,
-    /// Window offset of the device side.
-    pub(crate) win_off: usize,
-    /// Direction.
-    pub(crate) dir: Dir,
-    /// Bytes the request has done once this command completed (0 for a copy's first half).
-    pub(crate) credit: usize,
-    /// The last command of a step: the next file may have the device after it.
-    pub(crate) step_end: bool,
-}
-
 /// A validated request, ready to queue.
 pub(crate) struct Request {
     /// The user's cookie.
     pub(crate) cookie: u64,
     /// Its commands, in order (non-empty).
-    pub(crate) cmds: KVec<Cmd>,
+    pub(crate) cmds: Cmds,
     /// Per-command timeout.
     pub(crate) timeout_ms: u32,
     /// What the commands' bus addresses belong to (`None`: the caller keeps it, see
@@ -163,7 +145,7 @@ struct Slot {
     /// Unique in the engine.
     seq: u64,
     cookie: u64,
-    cmds: KVec<Cmd>,
+    cmds: Cmds,
     timeout_ms: u32,
     /// `None` once released (taken out to be dropped outside the lock).
     hold: Option<Hold>,
@@ -188,13 +170,20 @@ struct FileQueue {
     closing: bool,
     /// Signalled each time one of its requests ends (`EDU_DMA_IOC_SET_EVENTFD`).
     eventfd: Option<EventFd>,
+    /// Its requests that ended and are not removed yet (the completions waiting to be reaped):
+    /// the slots whose `status` is set, counted as [`end`] sets it and `take` removes them.
+    ended: usize,
+    /// The fewest completions a reaper of this file waits for (0: none waits): `reap_cv` is
+    /// signalled only once `ended` reaches it, not at every completion.
+    reap_min: usize,
 }
 
 /// Ends request `slot` of the file with eventfd `eventfd` with `status`: one count on the eventfd,
 /// and its io_uring command's task work queued (under the engine lock, also in hard-IRQ context:
 /// `EventFd::signal` takes only the eventfd's own irq-safe lock, task work is queued locklessly).
-fn end(slot: &mut Slot, status: i32, eventfd: &Option<EventFd>) {
+fn end(slot: &mut Slot, status: i32, eventfd: &Option<EventFd>, ended: &mut usize) {
     slot.status = Some(status);
+    *ended += 1;
     if let Some(e) = eventfd {
         e.signal();
     }
@@ -256,6 +245,9 @@ struct State {
     gap_from: Option<Instant<Monotonic>>,
     /// Completion-interrupt-to-next-start gaps (`crate::gaps`).
     gaps: Gaps,
+    /// The slot array of the last synchronous call's one-slot queue (empty), reused by the next
+    /// one: a synchronous call allocates nothing in the engine.
+    spare: Option<KVec<Slot>>,
 }
 
 /// The command engine of one device.
@@ -265,9 +257,13 @@ pub(crate) struct Engine {
     /// nothing else is taken while it is held, and nothing that sleeps runs under it.
     #[pin]
     state: IrqSpinLock<State>,
-    /// Signalled on every change of `state`: synchronous waiters, reapers, closers, `poll`.
+    /// Signalled on every change of `state`: synchronous waiters, closers, `poll`.
     #[pin]
     cv: PollCondVar,
+    /// Reapers (`wait_done`): signalled when a file's completions reach its `reap_min`
+    /// ([`Engine::notify_ended`]), so a reaper waiting for N wakes once, not N times.
+    #[pin]
+    reap_cv: CondVar,
     /// Fault injection: the next N DMA commands raise no interrupt.
     drop_irqs: Atomic<u32>,
     stats: Stats,
@@ -291,10 +287,12 @@ impl Engine {
                     next_file: 1,
                     gap_from: None,
                     gaps: Gaps::new(),
+                    spare: None,
                 },
                 "Engine::state"
             ),
             cv <- new_poll_condvar!("Engine::cv"),
+            reap_cv <- new_condvar!("Engine::reap_cv"),
             drop_irqs: Atomic::new(0),
             stats: Stats {
                 irqs: Atomic::new(0),
@@ -399,11 +397,11 @@ impl Engine {
         for fq in st.files.iter_mut() {
             for slot in fq.slots.iter_mut() {
                 if slot.status.is_none() && Some(slot.seq) != running {
-                    end(slot, ENODEV.to_errno(), &fq.eventfd);
+                    end(slot, ENODEV.to_errno(), &fq.eventfd, &mut fq.ended);
                 }
             }
         }
-        self.cv.notify_all();
+        self.notify_ended(&mut st);
     }
 
     /// Unbind, after [`Engine::close`]: waits (uninterruptibly; bounded by the watchdog) until
@@ -461,8 +459,17 @@ impl Engine {
 
     /// The file's queue, created with room for `depth` requests; returns its id.
     pub(crate) fn attach(&self, depth: usize) -> Result<u64> {
-        let slots = KVec::with_capacity(depth, GFP_KERNEL)?;
         let mut st = self.state.lock();
+        let spare = if depth == 1 { st.spare.take() } else { None };
+        let slots = match spare {
+            Some(slots) => slots,
+            None => {
+                drop(st);
+                let slots = KVec::with_capacity(depth, GFP_KERNEL)?;
+                st = self.state.lock();
+                slots
+            }
+        };
         if st.closed {
             return Err(ENODEV);
         }
@@ -473,8 +480,11 @@ impl Engine {
             slots,
             closing: false,
             eventfd: None,
+            ended: 0,
+            reap_min: 0,
         };
-        // Under a spinlock: no sleeping allocation (this one happens once per file).
+        // Under a spinlock: no sleeping allocation (and none at all once `files` has grown to
+        // the most files that used the device at once).
         st.files.push(fq, GFP_ATOMIC)?;
         Ok(id)
     }
@@ -560,7 +570,7 @@ impl Engine {
     /// unless the request completed meanwhile: then nothing is left to redo and it succeeds.
     /// Returns the bytes done (exact: commands that completed) and the result. The caller keeps
     /// the memory the commands name pinned and mapped until this returns.
-    pub(crate) fn run_sync(&self, cmds: KVec<Cmd>, timeout_ms: u32, bar: &Bar0) -> (usize, Result) {
+    pub(crate) fn run_sync(&self, cmds: Cmds, timeout_ms: u32, bar: &Bar0) -> (usize, Result) {
         let id = match self.attach(1) {
             Ok(id) => id,
             Err(e) => return (0, Err(e)),
@@ -601,6 +611,7 @@ impl Engine {
                     if let Some(slot) = fq.slots.first_mut() {
                         if running.is_none() && slot.status.is_none() {
                             slot.status = Some(ecanceled().to_errno());
+                            fq.ended += 1;
                         }
                     }
                 }
@@ -616,12 +627,18 @@ impl Engine {
             fsleep(Delta::from_millis(1));
             st = self.state.lock();
         };
-        let fq = match st.files.iter().position(|fq| fq.id == id) {
+        let mut fq = match st.files.iter().position(|fq| fq.id == id) {
             Some(i) => st.files.remove(i).ok(),
             None => None,
         };
+        // The request is over (the caller's memory is free to go): its slot is dropped outside
+        // the lock, and the emptied slot array kept for the next synchronous call.
+        let slot = fq.as_mut().and_then(|fq| fq.slots.pop());
+        if st.spare.is_none() {
+            st.spare = fq.take().map(|fq| fq.slots);
+        }
         drop(st);
-        // The request is over (the caller's memory is free to go): only the slot array here.
+        drop(slot);
         drop(fq);
         // Judged now, after the uninterruptible wait for the running step: a real signal that
         // arrived meanwhile is `EINTR` too (never a restart behind a handler's back). `done`
@@ -647,7 +664,7 @@ impl Engine {
         };
         Readiness {
             room: !st.closed && !fq.closing && fq.slots.len() < fq.slots.capacity(),
-            done: fq.slots.iter().filter(|s| s.status.is_some()).count(),
+            done: fq.ended,
             gone: st.closed,
         }
     }
@@ -661,20 +678,29 @@ impl Engine {
         let mut left = msecs_to_jiffies(timeout_ms);
         let mut st = self.state.lock();
         loop {
-            let Some(fq) = st.files.iter().find(|fq| fq.id == id) else {
+            let Some(fq) = st.files.iter_mut().find(|fq| fq.id == id) else {
                 return Ok(0);
             };
-            let done = fq.slots.iter().filter(|s| s.status.is_some()).count();
-            if done >= min.min(fq.slots.len()) {
+            let done = fq.ended;
+            let need = min.min(fq.slots.len());
+            if done >= need {
                 return Ok(done);
             }
+            // Woken when `need` completions wait (or fewer, for another reaper of the file: the
+            // smallest count of those waiting; each then registers again). Requests only end
+            // (`notify_ended` looks), or are taken with their completion, which leaves `done`
+            // below `need`: no wakeup is lost.
+            fq.reap_min = match fq.reap_min {
+                0 => need,
+                m => m.min(need),
+            };
             let err = if timeout_ms == 0 {
-                if !self.cv.wait_interruptible(&mut st) {
+                if !self.reap_cv.wait_interruptible(&mut st) {
                     continue;
                 }
                 signal::interrupted()
             } else {
-                match self.cv.wait_interruptible_timeout(&mut st, left) {
+                match self.reap_cv.wait_interruptible_timeout(&mut st, left) {
                     CondVarTimeoutResult::Woken { jiffies } => {
                         left = jiffies;
                         continue;
@@ -689,9 +715,11 @@ impl Engine {
                 // wait), so the restart is invisible, and no early return shows it either.
                 return Err(err);
             }
-            let done = st.files.iter().find(|fq| fq.id == id).map_or(0, |fq| {
-                fq.slots.iter().filter(|s| s.status.is_some()).count()
-            });
+            let done = st
+                .files
+                .iter()
+                .find(|fq| fq.id == id)
+                .map_or(0, |fq| fq.ended);
             return if done > 0 { Ok(done) } else { Err(err) };
         }
     }
@@ -742,7 +770,9 @@ impl Engine {
                 .slots
                 .iter()
                 .position(|s| s.seq == seq && s.status.is_some())?;
-            fq.slots.remove(i).ok()
+            let slot = fq.slots.remove(i).ok()?;
+            fq.ended = fq.ended.saturating_sub(1);
+            Some(slot)
         };
         // A slot left: the queue has room.
         self.cv.notify_all();
@@ -774,8 +804,8 @@ impl Engine {
         if running == Some(seq) {
             slot.cancelled = true;
         } else {
-            end(slot, ecanceled().to_errno(), &fq.eventfd);
-            self.cv.notify_all();
+            end(slot, ecanceled().to_errno(), &fq.eventfd, &mut fq.ended);
+            self.notify_ended(&mut st);
         }
     }
 
@@ -792,7 +822,7 @@ impl Engine {
             fq.closing = true;
             for slot in fq.slots.iter_mut() {
                 if slot.status.is_none() && Some(slot.seq) != running {
-                    end(slot, ecanceled().to_errno(), &fq.eventfd);
+                    end(slot, ecanceled().to_errno(), &fq.eventfd, &mut fq.ended);
                 }
             }
             while st.running.is_some_and(|r| r.file == id) {
@@ -873,8 +903,8 @@ impl Engine {
             return;
         };
         let Some(&cmd) = slot.cmds.get(slot.next) else {
-            end(slot, EINVAL.to_errno(), &fq.eventfd);
-            self.cv.notify_all();
+            end(slot, EINVAL.to_errno(), &fq.eventfd, &mut fq.ended);
+            self.notify_ended(st);
             return;
         };
         let timeout = Delta::from_millis(slot.timeout_ms.into());
@@ -888,8 +918,8 @@ impl Engine {
         .is_err()
         {
             // Never programmed: a bad range (not reached: ranges are checked at submit).
-            end(slot, EINVAL.to_errno(), &fq.eventfd);
-            self.cv.notify_all();
+            end(slot, EINVAL.to_errno(), &fq.eventfd, &mut fq.ended);
+            self.notify_ended(st);
             return;
         }
         let now = Instant::now();
@@ -940,7 +970,7 @@ impl Engine {
                     Ok(()) => None,
                 };
                 if let Some(status) = status {
-                    end(slot, status, &fq.eventfd);
+                    end(slot, status, &fq.eventfd, &mut fq.ended);
                 }
                 if status.is_none() && mid_step {
                     more = Some(run.seq);
@@ -955,7 +985,7 @@ impl Engine {
                 if let Some(seq) = more {
                     if let Some(fq) = st.files.iter_mut().find(|fq| fq.id == run.file) {
                         if let Some(slot) = fq.slots.iter_mut().find(|s| s.seq == seq) {
-                            end(slot, ENODEV.to_errno(), &fq.eventfd);
+                            end(slot, ENODEV.to_errno(), &fq.eventfd, &mut fq.ended);
                         }
                     }
                 }
@@ -963,7 +993,23 @@ impl Engine {
         }
         // Waiters are woken once the next command runs: a wakeup on this CPU costs the handler
         // about 11 us (docs/performance.md, figure 5), which would otherwise leave the device idle.
+        self.notify_ended(st);
+    }
+
+    /// Requests may have ended: wakes the waiters on `cv` (synchronous callers, closers, `poll`)
+    /// and, only if some file's completions reached what its reapers wait for, the reapers.
+    fn notify_ended(&self, st: &mut State) {
         self.cv.notify_all();
+        let mut wake = false;
+        for fq in st.files.iter_mut().filter(|fq| fq.reap_min > 0) {
+            if fq.ended >= fq.reap_min {
+                fq.reap_min = 0;
+                wake = true;
+            }
+        }
+        if wake {
+            self.reap_cv.notify_all();
+        }
     }
 
     /// The watchdog (hard-IRQ context, every [`WATCHDOG_PERIOD`]): ends the running queued

@@ -85,13 +85,13 @@ use crate::{
         Buffer,
         Kind, //
     },
+    cmds::Dir,
     device::{
         EduDevice,
         IrqMode,
         Live, //
     },
     engine::{
-        Dir,
         Done,
         Request, //
     },
@@ -112,6 +112,7 @@ use crate::{
             NodeFile, //
         },
         uring::{
+            Completion,
             Issue,
             UringCmd, //
         },
@@ -223,7 +224,7 @@ unsafe impl NodeFile for EduFile {
         }
     }
 
-    fn uring_task(me: Pin<&EduFile>, tag: u64) -> i32 {
+    fn uring_task(me: Pin<&EduFile>, tag: u64) -> Completion {
         me.uring_done(tag)
     }
 }
@@ -904,8 +905,9 @@ impl EduFile {
 
     /// Task work of the io_uring command with tag `tag`, which the engine ended: takes its
     /// completion, drops its hold inside `bound` (once the device is gone, unbind released it:
-    /// waits for that) and returns the CQE result, bytes done or the request's errno.
-    fn uring_done(&self, tag: u64) -> i32 {
+    /// waits for that) and returns the CQE's results: bytes done or the request's errno, and
+    /// the bytes done (for a 32-byte CQE's `big_cqe[0]`).
+    fn uring_done(&self, tag: u64) -> Completion {
         let id = self.uqid.load(Acquire);
         let engine = &self.edu.engine;
         let mut taken = None;
@@ -921,11 +923,21 @@ impl EduFile {
             // Unbind released the hold: `None` here.
             taken = engine.take(id, tag).map(|(d, _)| d);
         }
+        // `res`: the bytes done or the error; `res2` (32-byte CQEs): the bytes done in any case,
+        // what landed before an error included.
         match taken {
-            Some(d) if d.status == 0 => i32::try_from(d.done).unwrap_or(i32::MAX),
-            Some(d) => d.status,
+            Some(d) => Completion {
+                res: match d.status {
+                    0 => i32::try_from(d.done).unwrap_or(i32::MAX),
+                    e => e,
+                },
+                res2: d.done,
+            },
             // Not reached: the engine ends a request before it queues this task work.
-            None => EINVAL.to_errno(),
+            None => Completion {
+                res: EINVAL.to_errno(),
+                res2: 0,
+            },
         }
     }
 

@@ -149,11 +149,15 @@ struct mm_struct *edu_current_mm(void)
  */
 static_assert(IO_URING_F_CANCEL == (1 << 11));
 
-/* The driver's part of io_uring_cmd.pdu: the Rust task-work function, and the command's tag. */
-typedef int (*edu_uring_task_fn)(struct io_uring_cmd *cmd);
+/*
+ * The driver's part of io_uring_cmd.pdu: the Rust task-work function, the command's tag, and
+ * whether its ring posts 32-byte CQEs (then the second result word goes into big_cqe[0]).
+ */
+typedef int (*edu_uring_task_fn)(struct io_uring_cmd *cmd, u64 *res2);
 struct edu_uring_pdu {
 	edu_uring_task_fn task;
 	u64 tag;
+	bool cqe32;
 };
 
 unsigned int edu_uring_cmd_op(const struct io_uring_cmd *cmd);
@@ -201,21 +205,32 @@ u64 edu_uring_cmd_tag(struct io_uring_cmd *cmd)
 
 void edu_uring_cmd_mark_cancelable(struct io_uring_cmd *cmd, unsigned int issue_flags)
 {
+	io_uring_cmd_to_pdu(cmd, struct edu_uring_pdu)->cqe32 = issue_flags & IO_URING_F_CQE32;
 	io_uring_cmd_mark_cancelable(cmd, issue_flags);
+}
+
+/* IORING_SETUP_CQE32 (or CQE_MIXED) rings get the 32-byte CQE with res2 in big_cqe[0]. */
+static void edu_uring_done(struct io_uring_cmd *cmd, int ret, u64 res2, unsigned int issue_flags)
+{
+	if (io_uring_cmd_to_pdu(cmd, struct edu_uring_pdu)->cqe32)
+		io_uring_cmd_done32(cmd, ret, res2, issue_flags);
+	else
+		io_uring_cmd_done(cmd, ret, issue_flags);
 }
 
 void edu_uring_cmd_done(struct io_uring_cmd *cmd, int ret, unsigned int issue_flags)
 {
-	io_uring_cmd_done(cmd, ret, issue_flags);
+	edu_uring_done(cmd, ret, 0, issue_flags);
 }
 
 /* Task work: the CQE's result from the Rust function, then the completion (as nvme and ublk). */
 static void edu_uring_cmd_tw(struct io_tw_req tw_req, io_tw_token_t tw)
 {
 	struct io_uring_cmd *cmd = io_uring_cmd_from_tw(tw_req);
-	int ret = io_uring_cmd_to_pdu(cmd, struct edu_uring_pdu)->task(cmd);
+	u64 res2 = 0;
+	int ret = io_uring_cmd_to_pdu(cmd, struct edu_uring_pdu)->task(cmd, &res2);
 
-	io_uring_cmd_done(cmd, ret, IO_URING_CMD_TASK_WORK_ISSUE_FLAGS);
+	edu_uring_done(cmd, ret, res2, IO_URING_CMD_TASK_WORK_ISSUE_FLAGS);
 }
 
 /* Safe in hard-IRQ context (nvme completes its passthrough commands this way from IRQs). */

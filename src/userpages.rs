@@ -18,7 +18,7 @@ use kernel::{
 };
 
 use crate::{
-    engine::Dir,
+    cmds::Dir,
     raw::{
         dma::SgMap,
         gup::Pinned, //

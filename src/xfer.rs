@@ -15,11 +15,14 @@ use kernel::{page::PAGE_SIZE, prelude::*, sync::Arc};
 
 use crate::{
     buffer::Buffer,
-    device::Live,
-    engine::Held,
-    engine::{
+    cmds::{
         Cmd,
-        Dir,
+        Cmds,
+        Dir, //
+    },
+    device::Live,
+    engine::{
+        Held,
         Hold,
         Request, //
     },
@@ -161,8 +164,8 @@ impl CopyJob {
 
 /// The commands of a transfer of `pieces` at consecutive window offsets from `win_off`: one
 /// step (nobody else's command runs in between).
-fn xfer_cmds(pieces: &[Piece], win_off: usize, dir: Dir) -> Result<KVec<Cmd>> {
-    let mut b = CmdsBuilder::new(KVec::with_capacity(pieces.len(), GFP_KERNEL)?, win_off, dir);
+fn xfer_cmds(pieces: &[Piece], win_off: usize, dir: Dir) -> Result<Cmds> {
+    let mut b = CmdsBuilder::new(Cmds::with_capacity(pieces.len())?, win_off, dir);
     for &piece in pieces {
         b.push(piece)?;
     }
@@ -170,9 +173,9 @@ fn xfer_cmds(pieces: &[Piece], win_off: usize, dir: Dir) -> Result<KVec<Cmd>> {
 }
 
 /// [`xfer_cmds`] for pinned user memory, its pieces taken straight from the mapping (no piece
-/// list of their own: one allocation fewer per command).
-fn user_cmds(dma: &UserDma<'_>, win_off: usize, dir: Dir) -> Result<KVec<Cmd>> {
-    let mut b = CmdsBuilder::new(KVec::new(), win_off, dir);
+/// list of their own, and for up to 16 KiB no command list either: no allocation per command).
+fn user_cmds(dma: &UserDma<'_>, win_off: usize, dir: Dir) -> Result<Cmds> {
+    let mut b = CmdsBuilder::new(Cmds::with_capacity(0)?, win_off, dir);
     dma.each_piece(|piece| b.push(piece))?;
     b.finish()
 }
@@ -180,14 +183,14 @@ fn user_cmds(dma: &UserDma<'_>, win_off: usize, dir: Dir) -> Result<KVec<Cmd>> {
 /// The commands of a one-step transfer, built piece by piece: consecutive window offsets from
 /// the start, the bytes credited as each completes, the step ending with the last.
 struct CmdsBuilder {
-    cmds: KVec<Cmd>,
+    cmds: Cmds,
     win_off: usize,
     credit: usize,
     dir: Dir,
 }
 
 impl CmdsBuilder {
-    fn new(cmds: KVec<Cmd>, win_off: usize, dir: Dir) -> Self {
+    fn new(cmds: Cmds, win_off: usize, dir: Dir) -> Self {
         Self {
             cmds,
             win_off,
@@ -198,22 +201,19 @@ impl CmdsBuilder {
 
     fn push(&mut self, piece: Piece) -> Result {
         self.credit += piece.len;
-        self.cmds.push(
-            Cmd {
-                piece,
-                win_off: self.win_off,
-                dir: self.dir,
-                credit: self.credit,
-                step_end: false,
-            },
-            GFP_KERNEL,
-        )?;
+        self.cmds.push(Cmd {
+            piece,
+            win_off: self.win_off,
+            dir: self.dir,
+            credit: self.credit,
+            step_end: false,
+        })?;
         self.win_off += piece.len;
         Ok(())
     }
 
     /// The commands (`EINVAL` if none).
-    fn finish(mut self) -> Result<KVec<Cmd>> {
+    fn finish(mut self) -> Result<Cmds> {
         self.cmds.last_mut().ok_or(EINVAL)?.step_end = true;
         Ok(self.cmds)
     }
@@ -222,8 +222,8 @@ impl CmdsBuilder {
 /// The commands of a copy of `len` bytes from `src_pieces` to `dst_pieces` (split at the same
 /// window steps): one step per window chunk, both halves of a chunk back to back (nobody else
 /// uses the window in between). A chunk's bytes count as its second half's pieces complete.
-fn copy_cmds(src_pieces: &[Piece], dst_pieces: &[Piece], len: usize) -> Result<KVec<Cmd>> {
-    let mut cmds = KVec::with_capacity(src_pieces.len() + dst_pieces.len(), GFP_KERNEL)?;
+fn copy_cmds(src_pieces: &[Piece], dst_pieces: &[Piece], len: usize) -> Result<Cmds> {
+    let mut cmds = Cmds::with_capacity(src_pieces.len() + dst_pieces.len())?;
     let (mut s, mut d) = (src_pieces, dst_pieces);
     let mut off = 0;
     while off < len {
@@ -241,7 +241,7 @@ fn copy_cmds(src_pieces: &[Piece], dst_pieces: &[Piece], len: usize) -> Result<K
                 credit: off,
                 step_end: false,
             };
-            cmds.push(cmd, GFP_KERNEL)?;
+            cmds.push(cmd)?;
             w += piece.len;
         }
         let mut w = 0;
@@ -253,7 +253,7 @@ fn copy_cmds(src_pieces: &[Piece], dst_pieces: &[Piece], len: usize) -> Result<K
                 credit: off + w + piece.len,
                 step_end: j + 1 == dc.len(),
             };
-            cmds.push(cmd, GFP_KERNEL)?;
+            cmds.push(cmd)?;
             w += piece.len;
         }
         (s, d) = (s_rest, d_rest);
@@ -266,12 +266,7 @@ fn copy_cmds(src_pieces: &[Piece], dst_pieces: &[Piece], len: usize) -> Result<K
 }
 
 /// A queued request of `cmds` whose memory `hold` keeps alive until it is reaped or cancelled.
-fn queued(
-    cmds: KVec<Cmd>,
-    hold: impl Held + 'static,
-    cookie: u64,
-    timeout_ms: u32,
-) -> Result<Request> {
+fn queued(cmds: Cmds, hold: impl Held + 'static, cookie: u64, timeout_ms: u32) -> Result<Request> {
     let hold: Hold = KBox::new(hold, GFP_KERNEL)?;
     Ok(Request {
         cookie,

@@ -8,6 +8,6 @@
 # insmod: dma_bits=64
 arm64_checks noncoherent
 EDU_TEST_EXPECT_DMA_BITS=64 EDU_TEST_EXPECT_IRQ=msi EDU_TEST_EXPECT_COHERENT=0 edu-tests --group core --group buf --group user
-EDU_TEST_NO_IO_URING=1 edu-tests --group unbind
+edu-tests --group unbind
 t rmmod-arm64-noncoherent 'rmmod edu_dma'
 dma_api_checks

@@ -5,6 +5,6 @@
 # vm: --iommu
 arm64_checks smmuv3
 EDU_TEST_EXPECT_DMA_BITS=28 EDU_TEST_EXPECT_IRQ=msi EDU_TEST_EXPECT_COHERENT=1 edu-tests --group core --group buf --group user
-EDU_TEST_NO_IO_URING=1 edu-tests --group unbind
+edu-tests --group unbind
 t rmmod-arm64-smmuv3 'rmmod edu_dma'
 dma_api_checks

@@ -162,14 +162,20 @@ unsafe extern "C" fn uring_cmd<T: NodeFile>(
 /// # Safety
 ///
 /// Called by the task work of `UringCmd::complete_in_task` with a command issued to a file of
-/// type `T` (as `uring_cmd::<T>` takes them).
-unsafe extern "C" fn uring_task<T: NodeFile>(cmd: *mut bindings::io_uring_cmd) -> c_int {
+/// type `T` (as `uring_cmd::<T>` takes them), and `res2` valid for a write.
+unsafe extern "C" fn uring_task<T: NodeFile>(
+    cmd: *mut bindings::io_uring_cmd,
+    res2: *mut u64,
+) -> c_int {
     // SAFETY: the caller's requirement.
     let (file, tag) = unsafe { uring::task_args(cmd) };
     // SAFETY: the command holds a reference to its file, of type `T`, until the trampoline
     // completes it after this returns: its release cannot run meanwhile.
     let me = unsafe { borrow_file::<T>(file) };
-    T::uring_task(me, tag)
+    let done = T::uring_task(me, tag);
+    // SAFETY: `res2` is valid for a write (the caller's requirement).
+    unsafe { res2.write(done.res2) };
+    done.res
 }
 
 /// A file type served through [`MiscNode`]s.
@@ -207,8 +213,8 @@ pub(crate) unsafe trait NodeFile: MiscDevice + 'static {
     /// until it completes), which the file kept and has not ended yet, or is ending: end it soon.
     fn uring_cancel(me: <Self::Ptr as ForeignOwnable>::Borrowed<'_>, tag: u64);
 
-    /// Task work of the command with tag `tag`, which the file ended: returns its CQE result.
-    fn uring_task(me: <Self::Ptr as ForeignOwnable>::Borrowed<'_>, tag: u64) -> i32;
+    /// Task work of the command with tag `tag`, which the file ended: returns its CQE's results.
+    fn uring_task(me: <Self::Ptr as ForeignOwnable>::Borrowed<'_>, tag: u64) -> uring::Completion;
 }
 
 /// A registered `/dev/<name>` with `T`'s [`Fops`], mode 0600, a parent device, and `data`.

@@ -33,8 +33,19 @@ use kernel::{
     transmute::FromBytes, //
 };
 
-/// The driver's task-work function: the CQE's result of the command (`-errno` or a count).
-pub(crate) type TaskFn = unsafe extern "C" fn(cmd: *mut bindings::io_uring_cmd) -> c_int;
+/// The driver's task-work function: returns the CQE's result of the command (`-errno` or a
+/// count) and stores its second result word at `res2` (posted in `big_cqe[0]` when the ring has
+/// 32-byte CQEs, `IORING_SETUP_CQE32`; dropped otherwise).
+pub(crate) type TaskFn =
+    unsafe extern "C" fn(cmd: *mut bindings::io_uring_cmd, res2: *mut u64) -> c_int;
+
+/// What a command's CQE reports.
+pub(crate) struct Completion {
+    /// `res`: `-errno` or a count.
+    pub(crate) res: i32,
+    /// `big_cqe[0]` of a 32-byte CQE.
+    pub(crate) res2: u64,
+}
 
 // The shim (`shim.c`); see the module comment. `improper_ctypes`: bindgen gives some members of
 // `struct file` zero-sized types, which only matters for by-value use; these take pointers.

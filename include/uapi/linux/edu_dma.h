@@ -349,7 +349,10 @@ struct edu_dma_unreg_user {
  * slots, round robin with the file's SUBMIT queue and the other files; REAP, poll and the eventfd
  * do not see it). Its completion is the CQE: res = bytes done (status 0) or the negative errno of
  * the request (validation errors, -EAGAIN queue full, -ENODEV, -ECANCELED, -ETIMEDOUT, -EIO, as
- * for SUBMIT). The pins and mappings are released before the CQE is posted. Unknown cmd_op:
+ * for SUBMIT). On a ring with 32-byte CQEs (IORING_SETUP_CQE32, or the 32-byte CQEs of an
+ * IORING_SETUP_CQE_MIXED ring) big_cqe[0] holds the bytes done in every case: with an error, what
+ * landed before it (as a REAP completion's done; e.g. -ETIMEDOUT after a lost interrupt, whose
+ * bytes landed). The pins and mappings are released before the CQE is posted. Unknown cmd_op:
  * -ENOTTY. Tearing the ring down (close of its fd, exit of the task) cancels the commands in
  * flight: not started, at once; running, after its current step (-ECANCELED). Each command holds
  * the file: closing the edu fd neither cancels nor ends them.

@@ -387,6 +387,13 @@ fn fx(kind: BufKind) -> Result<Fx, String> {
     })
 }
 
+/// A streaming [`fx`] whose first buffer is exported as a dma-buf with `flags`.
+fn exported_fx(flags: u32) -> Result<(Fx, OwnedFd), String> {
+    let f = fx(BufKind::Streaming)?;
+    let fd = f.dev.export(f.handle, flags).ctx("export")?;
+    Ok((f, fd))
+}
+
 fn ioctl<T>(dev: &Device, cmd: u32, arg: &mut T) -> io::Result<()> {
     // SAFETY: `arg` is a valid, writable struct of the size `cmd` names.
     unsafe { dev.ioctl_raw(cmd, (arg as *mut T).cast()) }.map(|_| ())
@@ -757,11 +764,7 @@ fn sweep() -> TestResult {
     sweep_one!(entry(
         "mmap dma-buf",
         || {
-            let f = fx(BufKind::Streaming)?;
-            let fd = f
-                .dev
-                .export(f.handle, EDU_DMA_EXPORT_CLOEXEC | EDU_DMA_EXPORT_RDWR)
-                .ctx("export")?;
+            let (f, fd) = exported_fx(EDU_DMA_EXPORT_CLOEXEC | EDU_DMA_EXPORT_RDWR)?;
             Ok((f, fd, None::<usize>))
         },
         |(_, fd, at): &mut (Fx, OwnedFd, Option<usize>)| {
@@ -799,11 +802,7 @@ fn sweep() -> TestResult {
     sweep_one!(entry(
         "ioctl BUF_IMPORT",
         || {
-            let f = fx(BufKind::Streaming)?;
-            let fd = f
-                .dev
-                .export(f.handle, EDU_DMA_EXPORT_CLOEXEC)
-                .ctx("export")?;
+            let (f, fd) = exported_fx(EDU_DMA_EXPORT_CLOEXEC)?;
             let req = EduDmaBufImport {
                 fd: fd.as_raw_fd(),
                 ..Default::default()
@@ -822,11 +821,7 @@ fn sweep() -> TestResult {
     sweep_one!(entry(
         "ioctl XFER imported",
         || {
-            let f = fx(BufKind::Streaming)?;
-            let fd = f
-                .dev
-                .export(f.handle, EDU_DMA_EXPORT_CLOEXEC)
-                .ctx("export")?;
+            let (f, fd) = exported_fx(EDU_DMA_EXPORT_CLOEXEC)?;
             let d1 = open(1)?;
             let mut r = EduDmaBufImport {
                 fd: fd.as_raw_fd(),

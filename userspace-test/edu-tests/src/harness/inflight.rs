@@ -8,8 +8,10 @@
 //! bytes it reports done copied exactly; the node disappeared within 10 s of guest time; every
 //! later call on the open file is ENODEV; the streaming mapping still holds its data; touching the
 //! coherent mapping raises SIGBUS (it was zapped; checked in a forked child); closing everything
-//! is clean. A second file queues 16 requests once the COPY is in flight: each ends exactly
-//! once, done or `ENODEV`, and is reapable after the device left.
+//! is clean. A second file queues 16 requests once the COPY is in flight, and 8 io_uring
+//! commands (a ring with 32-byte CQEs): each ends exactly once, done or `ENODEV` (a command's
+//! `big_cqe[0]` saying the same bytes), the requests reapable after the device left; a command
+//! issued after it is `ENODEV`, and the ring closes cleanly.
 
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -21,6 +23,8 @@ use edu_dma::{BufKind, Device, Dir, Queue, SyncDir};
 
 use super::sysfs::unbind;
 use super::*;
+use crate::onward::uring::ring_with;
+use crate::queue::uring_cmd::{sqe, submit, wait32, Ring32};
 
 /// How the device leaves.
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -34,6 +38,8 @@ pub enum How {
 const COPY_LEN: usize = 4 << 20;
 /// Requests queued on a second file beside the copy.
 const QUEUED: u64 = 16;
+/// io_uring commands on that file beside them.
+const CMDS: u64 = 8;
 const BUF: usize = 4 * 4096;
 
 /// Every call that needs the device must answer ENODEV on a file of a departed device.
@@ -92,6 +98,8 @@ pub fn inflight(how: How) -> TestResult {
             ..EduDmaReq::buffer_xfer(i, qbuf.handle(), 0, 2048, 2048, Dir::ToDevice)
         })
         .collect();
+    let mut ring: Ring32 = ring_with(16)?;
+    let sqes: Vec<_> = (0..CMDS).map(|i| sqe(&qdev, &qreqs[0], 100 + i)).collect();
 
     let src = pattern(COPY_LEN, 2102);
     let mut dst = vec![GUARD; COPY_LEN];
@@ -131,6 +139,8 @@ pub fn inflight(how: How) -> TestResult {
             .submit_buffers(&qreqs)
             .ctx("submit beside the copy")?;
         ensure_eq(queued, QUEUED as usize, "queued beside the copy")?;
+        // SAFETY: the commands name the file's buffer only, which it keeps until they ended.
+        unsafe { submit(&mut ring, &sqes) }?;
         let trigger_at = Instant::now();
         match how {
             How::Unplug => {
@@ -195,6 +205,30 @@ pub fn inflight(how: How) -> TestResult {
             format!("queued {}: status {} done {}", c.cookie, c.status, c.done)
         })?;
     }
+    // The same for the io_uring commands, and one more after the device left.
+    let mut got = wait32(&mut ring, CMDS as usize)?;
+    got.sort_unstable();
+    let ids: Vec<u64> = got.iter().map(|c| c.0).collect();
+    ensure(ids == (100..100 + CMDS).collect::<Vec<_>>(), || {
+        format!(
+            "io_uring commands completed {ids:?}, want each of 100..{} once",
+            100 + CMDS
+        )
+    })?;
+    for &(id, res, done) in &got {
+        let ok = (res == 2048 && done == 2048) || (res == -libc::ENODEV && done == 0);
+        ensure(ok, || {
+            format!("io_uring command {id}: res {res}, big_cqe[0] {done}")
+        })?;
+    }
+    let late = sqe(&qdev, &qreqs[0], 999);
+    // SAFETY: as above.
+    unsafe { submit(&mut ring, &[late]) }?;
+    let after = wait32(&mut ring, 1)?;
+    ensure(after == [(999, -libc::ENODEV, 0)], || {
+        format!("an io_uring command after the {how:?}: {after:?}, want res -ENODEV")
+    })?;
+    drop(ring);
     drop(qbuf);
     drop(qdev);
 

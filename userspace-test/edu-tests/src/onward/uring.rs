@@ -14,7 +14,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 
 use edu_dma::{BufKind, Dir, Mapping, SyncDir};
-use io_uring::{opcode, squeue, types, IoUring};
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 use super::*;
 
@@ -26,9 +26,12 @@ pub(super) fn ring() -> Result<IoUring, String> {
 }
 
 /// [`ring`] with `entries` SQEs of type `S` (`squeue::Entry128`: an `IORING_SETUP_SQE128` ring,
-/// for the driver's `IORING_OP_URING_CMD`, `queue.uring_*`).
-pub(crate) fn ring_with<S: squeue::EntryMarker>(entries: u32) -> Result<IoUring<S>, String> {
-    without_cap_ipc_lock(|| IoUring::<S>::builder().build(entries))?.ctx("io_uring_setup")
+/// for the driver's `IORING_OP_URING_CMD`, `queue.uring_*`) and CQEs of type `C`
+/// (`cqueue::Entry32`: `IORING_SETUP_CQE32`).
+pub(crate) fn ring_with<S: squeue::EntryMarker, C: cqueue::EntryMarker>(
+    entries: u32,
+) -> Result<IoUring<S, C>, String> {
+    without_cap_ipc_lock(|| IoUring::<S, C>::builder().build(entries))?.ctx("io_uring_setup")
 }
 
 /// Submits `e` and waits for its completion; a negative result is the errno.

@@ -34,6 +34,7 @@ pub fn tests() -> Vec<Test> {
         test("poll", poll_level),
         test("epoll", epoll_level_edge),
         test("reap_timeout_nonblock", reap_timeout_nonblock),
+        test("reap_wakes_once", reap_wakes_once),
         test("errors", errors::errors),
         test("lost_irq", lost_irq),
         test("sync_beside", sync_beside),
@@ -53,6 +54,7 @@ pub fn tests() -> Vec<Test> {
         test("uring_inflight16", uring_cmd::inflight16),
         test("uring_errors", uring_cmd::errors),
         test("uring_full", uring_cmd::full),
+        test("uring_cqe32", uring_cmd::cqe32),
         test("uring_ring_close", uring_cmd::ring_close),
         test("uring_close_file_first", uring_cmd::close_file_first),
         test("uring_task_exit", uring_cmd::task_exit),
@@ -122,6 +124,45 @@ fn order() -> TestResult {
     check_pattern(&m[4096..8192], 31, "read back 1")?;
     check_pattern(&m[12288..16384], 32, "read back 2")?;
     check_pattern(&m[20480..24576], 33, "read back 3")
+}
+
+/// This thread's voluntary context switches so far (`getrusage(RUSAGE_THREAD)`): one per sleep.
+fn voluntary_switches() -> Result<i64, String> {
+    // SAFETY: an all-zero rusage is a valid value for getrusage to overwrite.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
+        return Err(format!("getrusage: {}", std::io::Error::last_os_error()));
+    }
+    Ok(ru.ru_nvcsw)
+}
+
+/// A reaper waiting for N completions sleeps until the N-th is there, not once per completion:
+/// one `REAP` with `min` 8 for 8 queued transfers (800 ms on the device) returns all 8, and the
+/// thread slept at most twice meanwhile (once is the design; a reaper woken at every completion
+/// sleeps 8 times).
+fn reap_wakes_once() -> TestResult {
+    let dev = open(0)?;
+    let q = Queue::new(&dev);
+    let buf = dev.alloc(4096, BufKind::Coherent).ctx("alloc")?;
+    let reqs: Vec<_> = (0..8)
+        .map(|i| EduDmaReq::buffer_xfer(i, buf.handle(), 0, 0, 4096, Dir::ToDevice))
+        .collect();
+    let mut out = [EduDmaCqe::default(); 8];
+    ensure_eq(q.submit_buffers(&reqs).ctx("submit 8")?, 8, "queued")?;
+    let before = voluntary_switches()?;
+    let got = q.reap(&mut out, 8, 10_000).ctx("reap min 8")?;
+    let slept = voluntary_switches()? - before;
+    ensure_eq(got, 8, "completions of the one reap")?;
+    for (i, c) in out.iter().enumerate() {
+        check_cqe(c, i as u64, 0, 4096, &format!("completion {i}"))?;
+    }
+    diag(format!(
+        "the reaper slept {slept} time(s) for 8 completions"
+    ));
+    ensure(slept <= 2, || {
+        format!("the reaper slept {slept} times for 8 completions (woken per completion?)")
+    })
 }
 
 fn user_and_copy() -> TestResult {

@@ -9,7 +9,7 @@
 //! empty queue).
 
 use edu_dma::uapi::*;
-use io_uring::squeue;
+use io_uring::{cqueue, squeue};
 
 use super::*;
 use crate::onward::uring::ring_with;
@@ -41,7 +41,7 @@ impl Fuzz {
             .enumerate()
             .map(|(i, (op, r))| sqe_op(&dev, *op, r, i as u64))
             .collect();
-        let mut ring = ring_with::<squeue::Entry128>(8)?;
+        let mut ring = ring_with::<squeue::Entry128, cqueue::Entry>(8)?;
         for e in &sqes {
             // SAFETY: the requests' user pointers target fuzzer-owned mappings or bad addresses
             // (as SUBMIT's in `queue.rs`), so the device writes no Rust object; every command is
