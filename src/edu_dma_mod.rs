@@ -43,12 +43,13 @@
 //!
 //! Import graph (`use crate::`; `../shared/tools/src-cycles` prints it), with no cycle:
 //! `driver` -> `file` -> `xfer` -> `buffer` -> `device` -> `engine` -> `regs`; `file` and `xfer`
-//! also use `userpages` (-> `engine`), `file` also `buffer`, `device`, `engine` and `export`
+//! also use `userpages` (-> `cmds`), `file` also `buffer`, `device`, `engine` and `export`
 //! (-> `buffer`, `device`), `xfer` also `device` and `engine`; `driver` also `device`, `engine`
 //! and `regs`; `irq` -> `device`, `engine`, `regs`; `engine` also uses `raw` (its
 //! irq-safe lock, `signal`, `eventfd`, `uring`) and `gaps`; `file` and `xfer` also use `registered` (->
-//! `device`, `userpages`). The leaves `raw`, `split`, `gaps`, `regs` and `uapi` (used by `file`
-//! only) import no driver module.
+//! `device`, `userpages`). `cmds` (-> `split`) is used by `engine`, `device`, `xfer`,
+//! `userpages` and `file`. The leaves `raw`, `split`, `gaps`, `regs` and `uapi` (used by
+//! `file` only) import no driver module.
 
 mod buffer;
 mod cmds;
