@@ -610,8 +610,7 @@ impl Engine {
                     fq.closing = true;
                     if let Some(slot) = fq.slots.first_mut() {
                         if running.is_none() && slot.status.is_none() {
-                            slot.status = Some(ecanceled().to_errno());
-                            fq.ended += 1;
+                            end(slot, ecanceled().to_errno(), &fq.eventfd, &mut fq.ended);
                         }
                     }
                 }
