@@ -82,10 +82,9 @@ pub(crate) unsafe fn submit<C: cqueue::EntryMarker>(
 fn wait_with<C: cqueue::EntryMarker, T>(
     ring: &mut IoUring<squeue::Entry128, C>,
     n: usize,
-    f: impl FnMut(C) -> T,
+    mut f: impl FnMut(C) -> T,
 ) -> Result<Vec<T>, String> {
     let mut out = Vec::new();
-    let mut f = f;
     let ts = types::Timespec::from(WAIT);
     while out.len() < n {
         let args = types::SubmitArgs::new().timespec(&ts);
