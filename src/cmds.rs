@@ -7,7 +7,10 @@
 
 use kernel::prelude::*;
 
-use crate::split::Piece;
+use crate::split::{
+    Piece,
+    WINDOW, //
+};
 
 /// Direction of a DMA command.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -18,37 +21,99 @@ pub(crate) enum Dir {
     FromDevice,
 }
 
-/// One command of a queued request.
+/// One command of a queued request: a DMA piece and its window range, 16 bytes (requests move
+/// by value from the file to the engine; under `-icount` every byte a `memcpy` moves costs an
+/// instruction, see docs/performance.md, section 11).
 #[derive(Clone, Copy)]
 pub(crate) struct Cmd {
-    /// The RAM side.
-    pub(crate) piece: Piece,
-    /// Window offset of the device side.
-    pub(crate) win_off: usize,
-    /// Direction.
-    pub(crate) dir: Dir,
-    /// Bytes the request has done once this command completed (0 for a copy's first half).
-    pub(crate) credit: usize,
+    /// Bus address of the RAM side.
+    bus: u64,
+    /// Bytes, 1..=[`WINDOW`] (0 only in [`UNUSED`]).
+    len: u16,
+    /// Window offset of the device side; `win_off + len <= WINDOW`.
+    win_off: u16,
+    dir: Dir,
+    /// Whether its bytes count as done once it completed (not for a copy's first half).
+    credits: bool,
     /// The last command of a step: the next file may have the device after it.
-    pub(crate) step_end: bool,
+    step_end: bool,
+}
+
+impl Cmd {
+    /// The command moving `piece` to or from window offset `win_off`; `EINVAL` unless the
+    /// piece is 1..=[`WINDOW`] bytes and `[win_off, win_off + piece.len)` inside the window.
+    pub(crate) fn new(piece: Piece, win_off: usize, dir: Dir, credits: bool) -> Result<Self> {
+        if piece.len == 0
+            || win_off
+                .checked_add(piece.len)
+                .is_none_or(|end| end > WINDOW)
+        {
+            return Err(EINVAL);
+        }
+        Ok(Self {
+            bus: piece.bus,
+            len: u16::try_from(piece.len)?,
+            win_off: u16::try_from(win_off)?,
+            dir,
+            credits,
+            step_end: false,
+        })
+    }
+
+    /// The RAM side.
+    pub(crate) fn piece(&self) -> Piece {
+        Piece {
+            bus: self.bus,
+            len: self.len.into(),
+        }
+    }
+
+    /// Window offset of the device side.
+    pub(crate) fn win_off(&self) -> usize {
+        self.win_off.into()
+    }
+
+    pub(crate) fn dir(&self) -> Dir {
+        self.dir
+    }
+
+    /// Bytes this command adds to its request's done count once it completed.
+    pub(crate) fn credit(&self) -> usize {
+        if self.credits {
+            self.len.into()
+        } else {
+            0
+        }
+    }
+
+    /// Whether it ends a step.
+    pub(crate) fn step_end(&self) -> bool {
+        self.step_end
+    }
+
+    /// Makes it the last command of its step.
+    pub(crate) fn end_step(&mut self) {
+        self.step_end = true;
+    }
 }
 
 /// Commands kept inline: a copy chunk of one window whose sides both straddle a page boundary.
 const INLINE: usize = 4;
 
-/// Filler of the unused inline entries (never read: only the first `len` entries are).
+/// The unused inline entries (length 0, which no command has).
 const UNUSED: Cmd = Cmd {
-    piece: Piece { bus: 0, len: 0 },
+    bus: 0,
+    len: 0,
     win_off: 0,
     dir: Dir::ToDevice,
-    credit: 0,
+    credits: false,
     step_end: false,
 };
 
-/// The commands of a request, in order: inline up to [`INLINE`], else a vector.
+/// The commands of a request, in order: inline up to [`INLINE`] (the entries before the first
+/// [`UNUSED`] one; 64 bytes in all, the variant's tag in a niche), else a vector.
 pub(crate) enum Cmds {
-    /// The first `.1` entries are the commands.
-    Inline([Cmd; INLINE], usize),
+    Inline([Cmd; INLINE]),
     Heap(KVec<Cmd>),
 }
 
@@ -56,16 +121,21 @@ impl Cmds {
     /// An empty list with room for `n` commands (allocated now if they do not fit inline).
     pub(crate) fn with_capacity(n: usize) -> Result<Self> {
         Ok(if n <= INLINE {
-            Self::Inline([UNUSED; INLINE], 0)
+            Self::Inline([UNUSED; INLINE])
         } else {
             Self::Heap(KVec::with_capacity(n, GFP_KERNEL)?)
         })
     }
 
+    /// The commands, leaving an empty list in their place.
+    pub(crate) fn take(&mut self) -> Self {
+        core::mem::replace(self, Self::Inline([UNUSED; INLINE]))
+    }
+
     /// The commands.
     pub(crate) fn as_slice(&self) -> &[Cmd] {
         match self {
-            Self::Inline(a, n) => a.get(..*n).unwrap_or(&[]),
+            Self::Inline(a) => a.get(..inline_len(a)).unwrap_or(&[]),
             Self::Heap(v) => v,
         }
     }
@@ -88,7 +158,7 @@ impl Cmds {
     /// The last command, to be changed.
     pub(crate) fn last_mut(&mut self) -> Option<&mut Cmd> {
         match self {
-            Self::Inline(a, n) => n.checked_sub(1).and_then(|i| a.get_mut(i)),
+            Self::Inline(a) => inline_len(a).checked_sub(1).and_then(|i| a.get_mut(i)),
             Self::Heap(v) => v.last_mut(),
         }
     }
@@ -96,10 +166,10 @@ impl Cmds {
     /// Appends `cmd`; the first command beyond the inline room moves the list to a vector.
     pub(crate) fn push(&mut self, cmd: Cmd) -> Result {
         match self {
-            Self::Inline(a, n) => {
-                if let Some(slot) = a.get_mut(*n) {
+            Self::Inline(a) => {
+                let n = inline_len(a);
+                if let Some(slot) = a.get_mut(n) {
                     *slot = cmd;
-                    *n += 1;
                     return Ok(());
                 }
                 let mut v = KVec::with_capacity(2 * INLINE, GFP_KERNEL)?;
@@ -111,4 +181,9 @@ impl Cmds {
             Self::Heap(v) => Ok(v.push(cmd, GFP_KERNEL)?),
         }
     }
+}
+
+/// How many of the inline entries are commands.
+fn inline_len(a: &[Cmd; INLINE]) -> usize {
+    a.iter().position(|c| c.len == 0).unwrap_or(INLINE)
 }

@@ -8,11 +8,12 @@
 //! # Lifetime protocol
 //!
 //! File operations reach the bound device only through [`EduDevice::bound`], which counts them
-//! in `Life::users` while `!gone` and hands them a [`Live`] (the bound device, its BAR0 and the
+//! in `EduDevice::users` (an atomic count: no lock per call) unless [`GONE`] is set there, and
+//! hands them a [`Live`] (the bound device, its BAR0 and the
 //! engine). Every DMA resource that outlives one call (a buffer, a registration) is tracked from
 //! its creation (`Live::track`) until its owner lets go of it ([`EduDevice::retire`], inside `bound`) or
 //! unbind revokes it; other references to it are taken and dropped inside `bound` only, so its
-//! last reference, whose drop unmaps and frees, goes while the device is bound. Unbind ([`EduDevice::shutdown`]) sets `gone` (new calls get `ENODEV`)
+//! last reference, whose drop unmaps and frees, goes while the device is bound. Unbind ([`EduDevice::shutdown`]) sets [`GONE`] (new calls get `ENODEV`)
 //! and closes the engine (waiting command sequences get `ENODEV`, the running one finishes),
 //! waits until no user is left, quiesces the device, and revokes every tracked resource: so every
 //! DMA allocation and mapping made for the device is released while the driver is bound to it.
@@ -30,8 +31,9 @@
 //! 3. `EduFile::bufs` (a file's handle table),
 //! 4. `Buffer::inner` (a buffer's revocable part) and `EduDevice::revocables` (never nested with
 //!    each other),
-//! 5. `EduDevice::life` and `Budget::used` (short critical sections; `shutdown` closes the engine
-//!    inside `life`),
+//! 5. `EduDevice::life` and `Budget::used` (short critical sections; `life` guards only
+//!    `shutdown`'s wait for the last user and that user's wakeup; `shutdown` closes the engine
+//!    inside it),
 //! 6. `Engine::state` (an irq-safe spinlock, taken by the hard interrupt handler and the watchdog
 //!    hrtimer, interrupts off while held; nothing sleeps or allocates with `GFP_KERNEL` under it,
 //!    and no queued request's hold or eventfd reference is dropped under it),
@@ -70,6 +72,13 @@ use kernel::{
     revocable::RevocableGuard,
     sync::{
         aref::ARef,
+        atomic::{
+            Acquire,
+            Atomic,
+            Full,
+            Relaxed,
+            Release, //
+        },
         Arc,
         CondVar,
         Mutex, //
@@ -164,13 +173,8 @@ pub(crate) struct Identity {
     pub(crate) dma_coherent: bool,
 }
 
-/// State protected by `EduDevice::life`.
-struct Life {
-    /// Unbind has started: no new user.
-    gone: bool,
-    /// File operations currently using the bound device.
-    users: u32,
-}
+/// The bit of `EduDevice::users` that says unbind has started: no new user.
+const GONE: u64 = 1 << 63;
 
 /// One edu device.
 #[pin_data]
@@ -181,9 +185,12 @@ pub(crate) struct EduDevice {
     pub(crate) id: Identity,
     /// The module parameters at probe.
     pub(crate) params: Params,
+    /// File operations inside [`EduDevice::bound`], plus [`GONE`] once unbind started.
+    users: Atomic<u64>,
+    /// Held by `shutdown` while it waits for `users` to drain, and by the user that leaves last
+    /// after [`GONE`] was set, to signal `life_cv`.
     #[pin]
-    life: Mutex<Life>,
-    /// Signalled when `Life` changes.
+    life: Mutex<()>,
     #[pin]
     life_cv: CondVar,
     /// Every live DMA resource of every open file, revoked at unbind.
@@ -214,7 +221,8 @@ impl EduDevice {
             bar,
             id,
             params,
-            life <- new_mutex!(Life { gone: false, users: 0 }, "EduDevice::life"),
+            users: Atomic::new(0),
+            life <- new_mutex!((), "EduDevice::life"),
             life_cv <- new_condvar!("EduDevice::life_cv"),
             revocables <- new_mutex!(KVec::new(), "EduDevice::revocables"),
             budget,
@@ -237,16 +245,15 @@ impl EduDevice {
     /// Runs `f` with the bound device, or fails with `ENODEV` once unbind has started. Unbind
     /// waits for `f` to return.
     pub(crate) fn bound<R>(&self, f: impl FnOnce(&Live<'_>) -> Result<R>) -> Result<R> {
-        {
-            let mut life = self.life.lock();
-            if life.gone {
-                return Err(ENODEV);
-            }
-            life.users += 1;
+        // Acquire: nothing `f` does moves before the count that `shutdown` waits for.
+        if self.users.fetch_add(1, Acquire) & GONE != 0 {
+            self.leave();
+            return Err(ENODEV);
         }
-        // SAFETY: `users` is non-zero until `f` returns, and `shutdown` (called from `unbind`,
-        // before the device is released) waits for it to drop to zero; so the device stays bound
-        // while `f` runs.
+        // SAFETY: `users` counts this call until `f` returns (it was counted before `GONE` was
+        // set: a call counted after backs off above), and `shutdown` (called from `unbind`,
+        // before the device is released) sets `GONE` and then waits for the count to drop to
+        // zero; so the device stays bound while `f` runs.
         let dev = unsafe { self.pdev.as_ref().as_bound() };
         let ret = self.bar.access(dev).and_then(|bar| {
             f(&Live {
@@ -255,12 +262,19 @@ impl EduDevice {
                 edu: self,
             })
         });
-        let mut life = self.life.lock();
-        life.users -= 1;
-        if life.users == 0 && life.gone {
+        self.leave();
+        ret
+    }
+
+    /// A call leaves `bound`; the last one once unbind started wakes `shutdown`.
+    fn leave(&self) {
+        // Release: everything the call did happens before `shutdown` sees the count drop.
+        if self.users.fetch_sub(1, Release) == GONE | 1 {
+            // Under `life`, which `shutdown` holds from its check of the count until it sleeps:
+            // the wakeup cannot fall between the two.
+            let _life = self.life.lock();
             self.life_cv.notify_all();
         }
-        ret
     }
 
     /// Lets go of a tracked resource whose owner is done with it: forgets it and drops the
@@ -292,12 +306,20 @@ impl EduDevice {
     pub(crate) fn shutdown(&self, pdev: &pci::Device<kernel::device::Core<'_>>) {
         {
             let mut life = self.life.lock();
-            life.gone = true;
-            // In the same critical section: no user that is already inside starts a new command
-            // sequence either. Every engine hold lives inside `bound`, so once no user is left
-            // the engine is idle too.
+            // Full: ordered with every call's count (a call counted after this backs off).
+            let mut cur = self.users.load(Relaxed);
+            while cur & GONE == 0 {
+                match self.users.cmpxchg(cur, cur | GONE, Full) {
+                    Ok(_) => break,
+                    Err(now) => cur = now,
+                }
+            }
+            // Users already inside may still start command sequences until the engine is
+            // closed; every engine hold lives inside `bound`, so once no user is left the
+            // engine is idle too.
             self.engine.close();
-            while life.users > 0 {
+            // Acquire: pairs with `leave`'s release, so the users' work is over.
+            while self.users.load(Acquire) != GONE {
                 self.life_cv.wait(&mut life);
             }
         }

@@ -25,6 +25,7 @@ use kernel::{
         ArcHrTimerHandle,
         HrTimerPointer, //
     },
+    uaccess::UserSliceReader,
 };
 
 use crate::{
@@ -91,7 +92,8 @@ pub(crate) struct EduDriver;
 pub(crate) struct EduData {
     #[pin]
     node: EduNode,
-    /// debugfs `edu-dma<N>/gaps`: the engine's command gaps (`crate::gaps`); a write clears them.
+    /// debugfs `edu-dma<N>/gaps`: the engine's command gaps (`crate::gaps`); writing `on` clears
+    /// them and starts recording, `off` clears them and stops it (the default).
     #[pin]
     gaps: debugfs::File<Arc<EduDevice>>,
     #[pin]
@@ -225,8 +227,8 @@ impl pci::Driver for EduDriver {
                     c"gaps",
                     edu.clone(),
                     &|edu: &Arc<EduDevice>, f| edu.engine.write_gaps(f),
-                    &|edu: &Arc<EduDevice>, _| {
-                        edu.engine.clear_gaps();
+                    &|edu: &Arc<EduDevice>, r| {
+                        edu.engine.record_gaps(gaps_switch(r)?);
                         Ok(())
                     },
                 ),
@@ -244,5 +246,18 @@ impl pci::Driver for EduDriver {
             "unbound /dev/edu-dma{}\n",
             this.edu.id.instance
         );
+    }
+}
+
+/// What a write to debugfs `gaps` asks for: `on` (record) or `off`, a trailing newline allowed;
+/// `EINVAL` for anything else.
+fn gaps_switch(r: &mut UserSliceReader) -> Result<bool> {
+    let mut buf = [0u8; 4];
+    let n = r.len();
+    r.read_slice(buf.get_mut(..n).ok_or(EINVAL)?)?;
+    match buf.get(..n).ok_or(EINVAL)?.trim_ascii_end() {
+        b"on" => Ok(true),
+        b"off" => Ok(false),
+        _ => Err(EINVAL),
     }
 }

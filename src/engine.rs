@@ -40,9 +40,10 @@
 //! completion ([`Engine::take`]), drops the hold in process context and posts the CQE; io_uring's
 //! cancellation ([`Engine::cancel`]) ends it like a close ends a file's requests, one request.
 //!
-//! The gap from each DMA completion interrupt to the next command's start, and the handler's time
-//! here, are recorded under the lock ([`Engine::write_gaps`], debugfs `edu-dma<N>/gaps`; see
-//! `gaps.rs`).
+//! While switched on ([`Engine::record_gaps`], debugfs `edu-dma<N>/gaps`), the gap from each DMA
+//! completion interrupt to the next command's start, and the handler's time here, are recorded
+//! under the lock ([`Engine::write_gaps`]; see `gaps.rs`). Off by default: two clock reads per
+//! interrupt that nobody reads.
 //!
 //! Lost interrupts: a periodic watchdog (the device's hrtimer, [`Engine::watchdog`]) ends the
 //! running queued command once its timeout has passed and the device reads idle (`ETIMEDOUT`,
@@ -245,6 +246,8 @@ struct State {
     gap_from: Option<Instant<Monotonic>>,
     /// Completion-interrupt-to-next-start gaps (`crate::gaps`).
     gaps: Gaps,
+    /// Whether `gaps` records (and interrupts are timed).
+    gaps_on: bool,
     /// The slot array of the last synchronous call's one-slot queue (empty), reused by the next
     /// one: a synchronous call allocates nothing in the engine.
     spare: Option<KVec<Slot>>,
@@ -287,6 +290,7 @@ impl Engine {
                     next_file: 1,
                     gap_from: None,
                     gaps: Gaps::new(),
+                    gaps_on: false,
                     spare: None,
                 },
                 "Engine::state"
@@ -346,17 +350,19 @@ impl Engine {
     /// (accepted only when the device reads idle: a late interrupt of an earlier command cannot
     /// complete it) and starts the next one.
     pub(crate) fn irq(&self, status: u32, bar: &Bar0) {
-        let at = Instant::now();
         self.stats.irqs.add(1, Relaxed);
         let mut st = self.state.lock();
+        let at = st.gaps_on.then(Instant::now);
         if st.busy {
             st.irq_status |= status;
             self.cv.notify_all();
         } else if status & IRQ_DMA != 0 && st.running.is_some() && dma_idle(bar) {
-            st.gap_from = Some(at);
+            st.gap_from = at;
             self.command_done(&mut st, Some(bar), Ok(()));
         }
-        st.gaps.handled((Instant::now() - at).as_nanos());
+        if let Some(at) = at {
+            st.gaps.handled((Instant::now() - at).as_nanos());
+        }
     }
 
     /// The debugfs text of the gaps recorded since the last [`Engine::clear_gaps`]
@@ -375,11 +381,12 @@ impl Engine {
     }
 
     /// Forgets the recorded gaps and interrupt times (and the last completion, so the next
-    /// command records no gap).
-    pub(crate) fn clear_gaps(&self) {
+    /// command records no gap), and records from now on if `on`.
+    pub(crate) fn record_gaps(&self, on: bool) {
         let mut st = self.state.lock();
         st.gaps.clear();
         st.gap_from = None;
+        st.gaps_on = on;
     }
 
     /// Fault injection: the next `n` DMA commands raise no completion interrupt.
@@ -630,14 +637,22 @@ impl Engine {
             Some(i) => st.files.remove(i).ok(),
             None => None,
         };
-        // The request is over (the caller's memory is free to go): its slot is dropped outside
-        // the lock, and the emptied slot array kept for the next synchronous call.
-        let slot = fq.as_mut().and_then(|fq| fq.slots.pop());
+        // The request is over (the caller's memory is free to go). What its slot owns is taken
+        // out, to be dropped outside the lock, and the slot emptied in place (not moved out: a
+        // slot is 144 bytes, and under `-icount` each byte a `memcpy` moves costs an
+        // instruction); the emptied slot array is kept for the next synchronous call.
+        let owned = fq
+            .as_mut()
+            .and_then(|fq| fq.slots.first_mut())
+            .map(|s| (s.cmds.take(), s.hold.take(), s.cmd.take()));
+        if let Some(fq) = fq.as_mut() {
+            fq.slots.clear();
+        }
         if st.spare.is_none() {
             st.spare = fq.take().map(|fq| fq.slots);
         }
         drop(st);
-        drop(slot);
+        drop(owned);
         drop(fq);
         // Judged now, after the uninterruptible wait for the running step: a real signal that
         // arrived meanwhile is `EINTR` too (never a restart behind a handler's back). `done`
@@ -909,9 +924,9 @@ impl Engine {
         let timeout = Delta::from_millis(slot.timeout_ms.into());
         if program(
             bar,
-            cmd.piece,
-            cmd.win_off,
-            cmd.dir,
+            cmd.piece(),
+            cmd.win_off(),
+            cmd.dir(),
             !self.take_dropped_irq(),
         )
         .is_err()
@@ -952,14 +967,14 @@ impl Engine {
                 let cmd = slot.cmds.get(slot.next).copied();
                 let landed = matches!(result, Ok(()) | Err((_, true)));
                 if let (Some(cmd), true) = (cmd, landed) {
-                    slot.done = slot.done.max(cmd.credit);
+                    slot.done += cmd.credit();
                     self.stats.dma_cmds.add(1, Relaxed);
-                    self.stats.dma_bytes.add(cmd.piece.len as u64, Relaxed);
+                    self.stats.dma_bytes.add(cmd.piece().len as u64, Relaxed);
                 }
                 slot.next += 1;
                 // A step is finished even when the device is going away or the request is
                 // cancelled (a copy chunk's first half alone is wasted work); then it ends.
-                let mid_step = cmd.is_some_and(|c| !c.step_end);
+                let mid_step = cmd.is_some_and(|c| !c.step_end());
                 let status = match result {
                     Err((e, _)) => Some(e.to_errno()),
                     Ok(()) if slot.next >= slot.cmds.len() => Some(0),

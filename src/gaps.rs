@@ -1,17 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The device's idle gaps between commands: for each DMA command started after a completion
-//! interrupt, the time from that interrupt (taken at the top of the hard handler's engine call)
+//! interrupt, the time from that interrupt (taken once the hard handler holds the engine lock)
 //! to the moment the next command was programmed (after its `DMA_CMD` write). With the queue the
 //! handler programs the next command itself, so a gap is the handler's own work; a synchronous
 //! caller that issues one command per call adds the wakeup, the return to userspace and the next
 //! call. Also the time the handler spends in the engine (completing, waking, starting the next
-//! command), summed: the interrupt's share of the CPU time per command. Read (and cleared by any
-//! write) through debugfs, `edu-dma<N>/gaps`; `edu-bench gaps` reports their percentiles
-//! (docs/performance.md).
+//! command), summed: the interrupt's share of the CPU time per command. Read through debugfs,
+//! `edu-dma<N>/gaps`, where writing `on` clears them and starts the recording and `off` clears
+//! and stops it (off by default: two clock reads per interrupt); `edu-bench gaps` reports their
+//! percentiles (docs/performance.md).
 //!
-//! A ring of the last [`GAP_SAMPLES`] gaps, updated under the engine lock (always on: three clock
-//! reads per command). A command that follows no recorded interrupt (the first after a clear, one
+//! A ring of the last [`GAP_SAMPLES`] gaps, updated under the engine lock. A command that follows no recorded interrupt (the first after a clear, one
 //! after a watchdog or cancel completion) records no gap.
 //!
 //! This file knows no kernel type and allocates nothing, so it is shared verbatim with the

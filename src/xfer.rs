@@ -186,36 +186,24 @@ fn user_cmds(dma: &UserDma<'_>, win_off: usize, dir: Dir) -> Result<Cmds> {
 struct CmdsBuilder {
     cmds: Cmds,
     win_off: usize,
-    credit: usize,
     dir: Dir,
 }
 
 impl CmdsBuilder {
     fn new(cmds: Cmds, win_off: usize, dir: Dir) -> Self {
-        Self {
-            cmds,
-            win_off,
-            credit: 0,
-            dir,
-        }
+        Self { cmds, win_off, dir }
     }
 
     fn push(&mut self, piece: Piece) -> Result {
-        self.credit += piece.len;
-        self.cmds.push(Cmd {
-            piece,
-            win_off: self.win_off,
-            dir: self.dir,
-            credit: self.credit,
-            step_end: false,
-        })?;
+        self.cmds
+            .push(Cmd::new(piece, self.win_off, self.dir, true)?)?;
         self.win_off += piece.len;
         Ok(())
     }
 
     /// The commands (`EINVAL` if none).
     fn finish(mut self) -> Result<Cmds> {
-        self.cmds.last_mut().ok_or(EINVAL)?.step_end = true;
+        self.cmds.last_mut().ok_or(EINVAL)?.end_step();
         Ok(self.cmds)
     }
 }
@@ -235,28 +223,15 @@ fn copy_cmds(src_pieces: &[Piece], dst_pieces: &[Piece], len: usize) -> Result<C
         let ((sc, s_rest), (dc, d_rest)) = (s.split_at(si), d.split_at(di));
         let mut w = 0;
         for &piece in sc {
-            let cmd = Cmd {
-                piece,
-                win_off: w,
-                dir: Dir::ToDevice,
-                credit: off,
-                step_end: false,
-            };
-            cmds.push(cmd)?;
+            cmds.push(Cmd::new(piece, w, Dir::ToDevice, false)?)?;
             w += piece.len;
         }
         let mut w = 0;
-        for (j, &piece) in dc.iter().enumerate() {
-            let cmd = Cmd {
-                piece,
-                win_off: w,
-                dir: Dir::FromDevice,
-                credit: off + w + piece.len,
-                step_end: j + 1 == dc.len(),
-            };
-            cmds.push(cmd)?;
+        for &piece in dc {
+            cmds.push(Cmd::new(piece, w, Dir::FromDevice, true)?)?;
             w += piece.len;
         }
+        cmds.last_mut().ok_or(EINVAL)?.end_step();
         (s, d) = (s_rest, d_rest);
         off += chunk;
     }

@@ -35,6 +35,7 @@ pub fn tests() -> Vec<Test> {
         test("epoll", epoll_level_edge),
         test("reap_timeout_nonblock", reap_timeout_nonblock),
         test("reap_wakes_once", reap_wakes_once),
+        test("gaps_switch", gaps_switch),
         test("errors", errors::errors),
         test("lost_irq", lost_irq),
         test("sync_beside", sync_beside),
@@ -163,6 +164,66 @@ fn reap_wakes_once() -> TestResult {
     ensure(slept <= 2, || {
         format!("the reaper slept {slept} times for 8 completions (woken per completion?)")
     })
+}
+
+/// The gaps' header line, `(gaps recorded, interrupts timed)` (`src/gaps.rs`, `write_text`).
+fn gaps_head(path: &str) -> Result<(u64, u64), String> {
+    let text = std::fs::read_to_string(path).ctx("read gaps")?;
+    let head: Vec<&str> = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    match head[..] {
+        ["gaps", total, "kept", _, "irqs", irqs, "irq_ns", _] => Ok((
+            total
+                .parse()
+                .map_err(|e| format!("gaps total {total}: {e}"))?,
+            irqs.parse().map_err(|e| format!("irqs {irqs}: {e}"))?,
+        )),
+        _ => Err(format!("unparsable gaps header {head:?}")),
+    }
+}
+
+/// debugfs `gaps` records only while switched `on` (each switch clears it); `off` by default in
+/// the driver; anything but `on`/`off` is `EINVAL`.
+fn gaps_switch() -> TestResult {
+    let path = "/sys/kernel/debug/edu-dma0/gaps";
+    let dev = open(0)?;
+    let q = Queue::new(&dev);
+    let buf = dev.alloc(4096, BufKind::Coherent).ctx("alloc")?;
+    let run = |n: u64| -> TestResult {
+        let reqs: Vec<_> = (0..n)
+            .map(|i| EduDmaReq::buffer_xfer(i, buf.handle(), 0, 0, 4096, Dir::ToDevice))
+            .collect();
+        ensure_eq(q.submit_buffers(&reqs).ctx("submit")? as u64, n, "queued")?;
+        reap_all(&q, n as usize).map(|_| ())
+    };
+    std::fs::write(path, "on\n").ctx("switch on")?;
+    run(3)?;
+    let (gaps, irqs) = gaps_head(path)?;
+    // Three completion interrupts; the second and third commands started after one (at least:
+    // nothing else should use edu-dma0 meanwhile).
+    ensure(irqs >= 3 && gaps >= 2, || {
+        format!("while on: {gaps} gaps, {irqs} interrupts recorded for 3 queued commands")
+    })?;
+    std::fs::write(path, "off").ctx("switch off")?;
+    ensure_eq(gaps_head(path)?, (0, 0), "gaps and interrupts after off")?;
+    run(2)?;
+    ensure_eq(
+        gaps_head(path)?,
+        (0, 0),
+        "gaps and interrupts recorded while off",
+    )?;
+    for bad in ["1\n", "onn", "offff", "0\n"] {
+        expect_errno(
+            std::fs::write(path, bad),
+            libc::EINVAL,
+            &format!("write {bad:?}"),
+        )?;
+    }
+    Ok(())
 }
 
 fn user_and_copy() -> TestResult {
