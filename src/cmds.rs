@@ -2,8 +2,13 @@
 
 //! What a request asks of the device: its commands, one DMA piece each ([`Cmd`]), in a list
 //! that keeps the common short requests inline ([`Cmds`]: a 4 KiB transfer is one or two
-//! commands, a 4 KiB copy chunk two to four), so a synchronous 4 KiB call or a queued 4 KiB
-//! request allocates no command list. Longer requests spill to a vector, once, at submit.
+//! commands), so a synchronous 4 KiB call or a queued 4 KiB transfer allocates no command list.
+//! Longer requests (a copy chunk is two to four commands) spill to a vector, once, at submit.
+//!
+//! Small on purpose: requests move by value from the file to the engine, and the kernel is
+//! built for size (`CONFIG_CC_OPTIMIZE_FOR_SIZE`, tinyconfig's default), so a move of more than
+//! 32 bytes is a `memcpy` call, which under `-icount` costs one instruction per byte
+//! (docs/performance.md, section 11). Two commands are 32 bytes.
 
 use kernel::prelude::*;
 
@@ -21,9 +26,7 @@ pub(crate) enum Dir {
     FromDevice,
 }
 
-/// One command of a queued request: a DMA piece and its window range, 16 bytes (requests move
-/// by value from the file to the engine; under `-icount` every byte a `memcpy` moves costs an
-/// instruction, see docs/performance.md, section 11).
+/// One command of a queued request: a DMA piece and its window range, 16 bytes.
 #[derive(Clone, Copy)]
 pub(crate) struct Cmd {
     /// Bus address of the RAM side.
@@ -97,8 +100,8 @@ impl Cmd {
     }
 }
 
-/// Commands kept inline: a copy chunk of one window whose sides both straddle a page boundary.
-const INLINE: usize = 4;
+/// Commands kept inline: a 4 KiB transfer that straddles a page boundary.
+const INLINE: usize = 2;
 
 /// The unused inline entries (length 0, which no command has).
 const UNUSED: Cmd = Cmd {
@@ -111,7 +114,7 @@ const UNUSED: Cmd = Cmd {
 };
 
 /// The commands of a request, in order: inline up to [`INLINE`] (the entries before the first
-/// [`UNUSED`] one; 64 bytes in all, the variant's tag in a niche), else a vector.
+/// [`UNUSED`] one; 32 bytes in all, the variant's tag in a niche), else a vector.
 pub(crate) enum Cmds {
     Inline([Cmd; INLINE]),
     Heap(KVec<Cmd>),

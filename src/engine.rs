@@ -102,6 +102,7 @@ use crate::{
         },
         signal,
         uring::UringCmd,
+        vec::push_in_place,
     },
     regs::*,
     split::{
@@ -546,26 +547,101 @@ impl Engine {
         if let Some(c) = &cmd {
             c.set_tag(seq);
         }
-        let slot = Slot {
+        let Request {
+            cookie,
+            cmds,
+            timeout_ms,
+            hold,
+        } = req;
+        // Built in the slot array itself (a slot is 144 bytes: not built aside and copied in).
+        // Cannot fail: the capacity was checked above (no allocation under the lock).
+        let pushed = push_in_place(&mut fq.slots, || Slot {
             seq,
-            cookie: req.cookie,
-            cmds: req.cmds,
-            timeout_ms: req.timeout_ms,
-            hold: req.hold,
+            cookie,
+            cmds,
+            timeout_ms,
+            hold,
             next: 0,
             done: 0,
             status: None,
             cmd,
             cancelled: false,
-        };
-        // Cannot fail: the capacity was checked above (no allocation under the lock).
-        if let Err(e) = fq.slots.push_within_capacity(slot) {
-            let mut slot = e.0;
+        });
+        if let Err(make) = pushed {
+            let mut slot = make();
             return Err((EAGAIN, slot.hold.take(), slot.cmd.take()));
         }
         st.next_seq += 1;
         self.dispatch(&mut st, bar);
         Ok(())
+    }
+
+    /// Attaches a synchronous call's one-slot queue (the spare one if there is one) holding a
+    /// request of `cmds`, and lets the engine start it, in one critical section, whose guard
+    /// comes back for the wait: the queue's file id. The slot and the queue are built in place.
+    fn attach_sync(
+        &self,
+        cmds: Cmds,
+        timeout_ms: u32,
+        bar: &Bar0,
+    ) -> (IrqSpinLockGuard<'_, State>, Result<u64>) {
+        let mut st = self.state.lock();
+        let mut slots = match st.spare.take() {
+            Some(slots) => slots,
+            None => {
+                drop(st);
+                let slots = KVec::with_capacity(1, GFP_KERNEL);
+                st = self.state.lock();
+                match slots {
+                    Ok(slots) => slots,
+                    Err(e) => return (st, Err(e.into())),
+                }
+            }
+        };
+        if st.closed {
+            st.spare = Some(slots);
+            return (st, Err(ENODEV));
+        }
+        // Under a spinlock: no sleeping allocation (and none at all once `files` has grown to
+        // the most files that used the device at once).
+        if let Err(e) = st.files.reserve(1, GFP_ATOMIC) {
+            st.spare = Some(slots);
+            return (st, Err(e.into()));
+        }
+        let (id, seq) = (st.next_file, st.next_seq);
+        let slot = || Slot {
+            seq,
+            cookie: 0,
+            cmds,
+            timeout_ms,
+            hold: None,
+            next: 0,
+            done: 0,
+            status: None,
+            cmd: None,
+            cancelled: false,
+        };
+        // Neither push can fail: `slots` has room for one (a spare is empty), `files` was
+        // reserved above.
+        if push_in_place(&mut slots, slot).is_err() {
+            st.spare = Some(slots);
+            return (st, Err(ENOMEM));
+        }
+        let queue = || FileQueue {
+            id,
+            slots,
+            closing: false,
+            eventfd: None,
+            ended: 0,
+            reap_min: 0,
+        };
+        if push_in_place(&mut st.files, queue).is_err() {
+            return (st, Err(ENOMEM));
+        }
+        st.next_file += 1;
+        st.next_seq += 1;
+        self.dispatch(&mut st, bar);
+        (st, Ok(id))
     }
 
     /// A synchronous call: runs `cmds` as a request on a queue of its own, sharing the device
@@ -578,23 +654,13 @@ impl Engine {
     /// Returns the bytes done (exact: commands that completed) and the result. The caller keeps
     /// the memory the commands name pinned and mapped until this returns.
     pub(crate) fn run_sync(&self, cmds: Cmds, timeout_ms: u32, bar: &Bar0) -> (usize, Result) {
-        let id = match self.attach(1) {
+        let (mut st, attached) = self.attach_sync(cmds, timeout_ms, bar);
+        let id = match attached {
             Ok(id) => id,
             Err(e) => return (0, Err(e)),
         };
-        let req = Request {
-            cookie: 0,
-            cmds,
-            timeout_ms,
-            hold: None,
-        };
-        let submitted = self.submit(id, req, bar).map_err(|(e, _)| e);
         let mut signalled = false;
-        let mut st = self.state.lock();
         let (done, status) = loop {
-            if let Err(e) = submitted {
-                break (0, e.to_errno());
-            }
             let running = st.running.filter(|r| r.file == id).map(|r| r.seq);
             let Some(slot) = st
                 .files
@@ -883,7 +949,12 @@ impl Engine {
 
     /// [`Engine::dispatch`]; `yield_to_sync`: not while a synchronous caller waits.
     fn dispatch_next(&self, st: &mut IrqSpinLockGuard<'_, State>, bar: &Bar0, yield_to_sync: bool) {
-        if st.closed || st.busy || st.running.is_some() || (yield_to_sync && st.sync_waiters > 0) {
+        if st.closed
+            || st.busy
+            || st.running.is_some()
+            || st.files.is_empty()
+            || (yield_to_sync && st.sync_waiters > 0)
+        {
             return;
         }
         let n = st.files.len();

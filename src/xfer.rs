@@ -173,7 +173,7 @@ fn xfer_cmds(pieces: &[Piece], win_off: usize, dir: Dir) -> Result<Cmds> {
 }
 
 /// [`xfer_cmds`] for pinned user memory, its pieces taken straight from the mapping (no piece
-/// list of their own, and for up to four pieces, a 4 KiB range aligned or not, no command list
+/// list of their own, and for up to two pieces, a 4 KiB range aligned or not, no command list
 /// either: no allocation per command).
 fn user_cmds(dma: &UserDma<'_>, win_off: usize, dir: Dir) -> Result<Cmds> {
     let mut b = CmdsBuilder::new(Cmds::with_capacity(0)?, win_off, dir);

@@ -32,6 +32,7 @@ pub(crate) mod misc;
 pub(crate) mod pci;
 pub(crate) mod signal;
 pub(crate) mod uring;
+pub(crate) mod vec;
 pub(crate) mod vm;
 
 use core::ptr;
