@@ -38,7 +38,7 @@
 //! - [`driver`]: PCI glue (probe/unbind).
 //! - [`uapi`]: the userspace API (shared with the userspace library).
 //! - [`raw`]: the unsafe layer, one leaf per subject (`cred`, `dma`, `dmabuf`, `eventfd`, `gup`,
-//!   `irqlock`, `memlock`, `misc`, `pci`, `signal`, `uring`, `vm`): the only users of raw `bindings`, importing
+//!   `irqlock`, `memlock`, `misc`, `pci`, `signal`, `uring`, `vec`, `vm`): the only users of raw `bindings`, importing
 //!   nothing of the driver.
 //!
 //! Import graph (`use crate::`; `../shared/tools/src-cycles` prints it), with no cycle:

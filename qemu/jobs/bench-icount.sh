@@ -55,24 +55,11 @@ capture_record() { # capture_record <kind> [edudma capture options]
 }
 capture_record capture_plain
 capture_record capture --spin
-# The last edu leaves edu_dma: first for the C reference driver (bench/cdrv, /edu_cdrv.ko,
-# bound through driver_override), measured side by side with edu-dma on the first edu: FACTORIAL
-# round trips and single 4 KiB pwrite/pread, both interrupts and the benchmark on CPU0; then for
-# dma_map_benchmark.
-d=$(find /sys/bus/pci/drivers/edu_dma/ -maxdepth 1 -name '0000:*' | sort | tail -n 1); d=${d##*/}
-echo "$d" > /sys/bus/pci/drivers/edu_dma/unbind
-if [ -f /edu_cdrv.ko ] && insmod /edu_cdrv.ko; then
-    echo edu_cdrv > "/sys/bus/pci/devices/$d/driver_override"
-    echo "$d" > /sys/bus/pci/drivers_probe
-    for irq in $(awk '/edu_dma|edu_cdrv/ {sub(":", "", $1); print $1}' /proc/interrupts); do
-        echo 0 > "/proc/irq/$irq/smp_affinity_list"
-    done
-    taskset 1 edu-bench side --devs /dev/edu-dma0,/dev/edu-cdrv $BENCH_SIDE
-    echo "$d" > /sys/bus/pci/drivers/edu_cdrv/unbind
-    rmmod edu_cdrv
-else
-    echo "edu-bench: no C reference driver (/edu_cdrv.ko)" >&2
-fi
+# The last edu leaves edu_dma: first for the C reference driver (side_by_side, qemu/jobs/lib.sh),
+# measured side by side with edu-dma on the first edu; then for dma_map_benchmark. (The boot
+# `tick`, bench-tick.sh, repeats the comparison with the periodic tick.)
+side_by_side $BENCH_SIDE
+d=$(cat /tmp/side-bdf)
 echo dma_map_benchmark > "/sys/bus/pci/devices/$d/driver_override"
 echo "$d" > /sys/bus/pci/drivers_probe
 edu-bench dmamap --seconds 1

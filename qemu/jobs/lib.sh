@@ -135,3 +135,26 @@ arm64_checks() {
             t arm64-driver-logged-coherent '[ "$(dmesg | grep -c "edu_dma.*DMA, coherent)")" = 2 ]' ;;
     esac
 }
+
+# side_by_side [edu-bench side options]: make bench's comparison with the C reference driver
+# (bench/cdrv, /edu_cdrv.ko, bound through driver_override) on the last edu, unbound from edu_dma
+# for it: both drivers' interrupts and the benchmark on CPU0, FACTORIAL round trips and single
+# 4 KiB pwrite/pread on /dev/edu-dma0 and /dev/edu-cdrv. Leaves that edu unbound, its BDF in
+# /tmp/side-bdf.
+side_by_side() {
+    d=$(find /sys/bus/pci/drivers/edu_dma/ -maxdepth 1 -name '0000:*' | sort | tail -n 1); d=${d##*/}
+    echo "$d" > /tmp/side-bdf
+    echo "$d" > /sys/bus/pci/drivers/edu_dma/unbind
+    if [ -f /edu_cdrv.ko ] && insmod /edu_cdrv.ko; then
+        echo edu_cdrv > "/sys/bus/pci/devices/$d/driver_override"
+        echo "$d" > /sys/bus/pci/drivers_probe
+        for irq in $(awk '/edu_dma|edu_cdrv/ {sub(":", "", $1); print $1}' /proc/interrupts); do
+            echo 0 > "/proc/irq/$irq/smp_affinity_list"
+        done
+        taskset 1 edu-bench side --devs /dev/edu-dma0,/dev/edu-cdrv "$@"
+        echo "$d" > /sys/bus/pci/drivers/edu_cdrv/unbind
+        rmmod edu_cdrv
+    else
+        echo "edu-bench: no C reference driver (/edu_cdrv.ko)" >&2
+    fi
+}
