@@ -87,6 +87,9 @@ struct Inner {
     stream: Option<StreamMap>,
     /// The mapped attachment of an imported dma-buf (imported buffers, until revoked).
     import: Option<Import>,
+    /// The device's own buffer whose dma-buf this import is (a self-import, until revoked): its
+    /// mapping serves, none is made.
+    alias: Option<Arc<Buffer>>,
     /// The file mapping user mappings of this buffer live in, and the file offset of the
     /// buffer's first byte, once mapped.
     mapping: Option<(FileMapping, u64)>,
@@ -142,6 +145,33 @@ impl Buffer {
         Ok(buf)
     }
 
+    /// A buffer of the dma-buf of `fd` that this device exported itself from `target`
+    /// (`export::own_buffer`), tracked for revocation at unbind: an import, that uses `target`'s
+    /// own mapping (the device does not map the same pages twice: two streaming mappings of one
+    /// page for one device would make each one's partial syncs ambiguous). Nothing is charged:
+    /// `target` is.
+    pub(crate) fn alias(live: &Live<'_>, target: Arc<Buffer>) -> Result<Arc<Self>> {
+        let buf = Self::build(
+            Kind::Imported,
+            target.size(),
+            None,
+            live.charge(0)?,
+            |inner| inner.alias = Some(target),
+        )?;
+        live.track(buf.clone())?;
+        Ok(buf)
+    }
+
+    /// The buffer this self-import stands for (see [`Buffer::alias`]), if it is one: taken out
+    /// of the lock, so that its own lock is never taken inside this one's. `ENODEV` once revoked.
+    fn target(&self) -> Result<Option<Arc<Buffer>>> {
+        let inner = self.inner.lock();
+        if inner.revoked {
+            return Err(ENODEV);
+        }
+        Ok(inner.alias.clone())
+    }
+
     fn alloc(
         dev: &device::Device<Bound>,
         kind: Kind,
@@ -183,6 +213,7 @@ impl Buffer {
             coherent: None,
             stream: None,
             import: None,
+            alias: None,
             mapping: None,
             mms: KVec::new(),
             revoked: false,
@@ -227,6 +258,9 @@ impl Buffer {
     /// Appends the device pieces covering `[offset, offset + len)`, split at window steps of
     /// the range and, for streaming memory, at pages.
     pub(crate) fn pieces(&self, offset: usize, len: usize, out: &mut KVec<Piece>) -> Result {
+        if let Some(target) = self.target()? {
+            return target.pieces(offset, len, out);
+        }
         let inner = self.inner.lock();
         if inner.revoked {
             return Err(ENODEV);
@@ -256,6 +290,9 @@ impl Buffer {
 
     /// Hands `[offset, offset + len)` to `to` (streaming memory; a no-op for coherent memory).
     pub(crate) fn sync(&self, offset: usize, len: usize, to: Owner) -> Result {
+        if let Some(target) = self.target()? {
+            return target.sync(offset, len, to);
+        }
         let inner = self.inner.lock();
         if inner.revoked {
             return Err(ENODEV);
@@ -348,7 +385,7 @@ impl FaultPages for Pages {
 
 impl Revoke for Buffer {
     fn revoke(&self) {
-        let (coherent, mms, mapping, import) = {
+        let (coherent, mms, mapping, import, alias) = {
             let mut inner = self.inner.lock();
             if inner.revoked {
                 return;
@@ -362,10 +399,13 @@ impl Revoke for Buffer {
                 core::mem::take(&mut inner.mms),
                 inner.mapping.take(),
                 inner.import.take(),
+                inner.alias.take(),
             )
         };
-        // Out of the lock: unmaps, detaches and puts the dma-buf (whose release may run now).
+        // Out of the lock: unmaps, detaches and puts the dma-buf (whose release may run now);
+        // a self-import lets go of its buffer (maybe the last reference: still bound here).
         drop(import);
+        drop(alias);
         let Some(coherent) = coherent else {
             return;
         };

@@ -16,7 +16,9 @@
 //! file retires the file's reference only; the dma-buf's release retires the link (inside
 //! `bound`, so the buffer's last reference, whose drop unmaps it, goes while the device is
 //! bound); unbind revokes the link, which revokes the buffer (its device mappings go, its pages
-//! stay for the dma-buf). Coherent buffers are not exported (`EINVAL`): `dma_alloc_coherent`
+//! stay for the dma-buf). A dma-buf imported back into its own device ([`own_buffer`]) is
+//! that device's buffer again, not a second mapping of its pages (as DRM PRIME resolves a
+//! self-import to the exporting GEM object). Coherent buffers are not exported (`EINVAL`): `dma_alloc_coherent`
 //! memory need not be pages (dma-direct may remap it), and unbind must free it, which would
 //! leave importers and mappings of the dma-buf pointing at freed memory.
 
@@ -36,6 +38,7 @@ use crate::{
     raw::{
         dma::Owner,
         dmabuf::{
+            exporter_of,
             DmaBuf,
             Exporter, //
         },
@@ -128,4 +131,18 @@ pub(crate) fn export(
         pages,
         access == Access::ReadWrite,
     )
+}
+
+/// The exporting buffer of the dma-buf of `fd` if `edu` itself exported it (a self-import,
+/// which gets the buffer itself rather than a second mapping of its pages: see
+/// `Buffer::alias`), `None` for any other dma-buf; `EBADF`: no such fd, `EINVAL`: not a
+/// dma-buf. Inside `bound`: the reference it takes is a buffer reference like any other.
+pub(crate) fn own_buffer(edu: &EduDevice, fd: i32) -> Result<Option<Arc<Buffer>>> {
+    let found = exporter_of(&crate::THIS_MODULE, fd, |e: &Exported| {
+        if !core::ptr::eq(&*e.edu, edu) {
+            return None;
+        }
+        e.link.as_ref().map(|l| l.buf.clone())
+    })?;
+    Ok(found.flatten())
 }

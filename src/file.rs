@@ -529,7 +529,11 @@ impl EduFile {
         bufs.live.reserve(1, GFP_KERNEL)?;
         let bits = self.edu.params.dma_bits;
         let size = self.edu.bound(|live| {
-            let buf = Buffer::import(live, req.fd, bits)?;
+            // A dma-buf of this very device is its buffer again, not a second mapping.
+            let buf = match export::own_buffer(&self.edu, req.fd)? {
+                Some(target) => Buffer::alias(live, target)?,
+                None => Buffer::import(live, req.fd, bits)?,
+            };
             let size = buf.size();
             let entry = Entry {
                 handle,

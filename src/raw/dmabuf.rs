@@ -32,6 +32,7 @@
 //! unmap take only the last one.
 
 use core::{
+    any::TypeId,
     marker::PhantomData,
     mem::ManuallyDrop,
     ptr::NonNull, //
@@ -263,6 +264,15 @@ impl<T: Exporter> FaultPages for Shared<T> {
     }
 }
 
+/// A dma-buf's `priv`: its exporter type's tag, first (`repr(C)`), so that [`exporter_of`] can
+/// tell the type of any dma-buf this module exported before it looks at the rest.
+#[repr(C)]
+struct Header<T: Exporter> {
+    /// `TypeId::of::<T>()`.
+    tag: TypeId,
+    shared: Arc<Shared<T>>,
+}
+
 /// The `dma_buf_ops` of exporter type `T`.
 struct Vtable<T>(PhantomData<T>);
 
@@ -286,14 +296,15 @@ impl<T: Exporter> Vtable<T> {
     ///
     /// # Safety
     ///
-    /// `dmabuf` is a live dma-buf exported by [`DmaBuf::export::<T>`] (so its `priv` is an
-    /// `Arc<Shared<T>>` until `release`), and `release` has not run.
+    /// `dmabuf` is a live dma-buf exported by [`DmaBuf::export::<T>`] (so its `priv` is a
+    /// `KBox<Header<T>>` until `release`), and `release` has not run.
     unsafe fn shared<'a>(dmabuf: *mut bindings::dma_buf) -> ArcBorrow<'a, Shared<T>> {
         // SAFETY: `dmabuf` is live (the caller's requirement).
         let p = unsafe { (*dmabuf).priv_ };
-        // SAFETY: `p` came from `Arc::into_foreign` in `export` and is released only in
+        // SAFETY: `p` came from `KBox::into_foreign` in `export` and is released only in
         // `release`, which has not run (the caller's requirement).
-        unsafe { <Arc<Shared<T>> as ForeignOwnable>::borrow(p) }
+        let header = unsafe { <KBox<Header<T>> as ForeignOwnable>::borrow(p) };
+        header.shared.as_arc_borrow()
     }
 
     /// The state of `attach`.
@@ -419,7 +430,7 @@ impl<T: Exporter> Vtable<T> {
     unsafe extern "C" fn release(dmabuf: *mut bindings::dma_buf) {
         // SAFETY: the core releases a dma-buf of ours once, after its last reference; `priv_`
         // holds the reference `export` stored, taken back exactly once, here.
-        drop(unsafe { <Arc<Shared<T>> as ForeignOwnable>::from_foreign((*dmabuf).priv_) });
+        drop(unsafe { <KBox<Header<T>> as ForeignOwnable>::from_foreign((*dmabuf).priv_) });
     }
 
     /// `dma_buf_ops.begin_cpu_access`.
@@ -477,6 +488,42 @@ impl<T: Exporter> Vtable<T> {
     }
 }
 
+/// Runs `f` with the exporter value of the dma-buf of `fd` if `module` exported it, through
+/// [`DmaBuf::export`], with exporter type `T`; `Ok(None)` for any other dma-buf (another
+/// exporter's, or another exporter type's). `EBADF`: no such fd; `EINVAL`: not a dma-buf. A
+/// built-in driver (no module) never matches: the dma-bufs of built-in exporters all have no
+/// owner.
+pub(crate) fn exporter_of<T: Exporter, R>(
+    module: &'static ThisModule,
+    fd: i32,
+    f: impl FnOnce(&T) -> R,
+) -> Result<Option<R>> {
+    // SAFETY: `dma_buf_get` takes any fd number: it returns a dma-buf on whose file it took a
+    // reference, or an error pointer.
+    let dmabuf = kernel::error::from_err_ptr(unsafe { bindings::dma_buf_get(fd) })?;
+    // SAFETY: we hold a reference to `dmabuf`, so it is live; `owner` and `priv` are set at
+    // export and never change.
+    let (owner, p) = unsafe { ((*dmabuf).owner, (*dmabuf).priv_) };
+    let ours = !owner.is_null() && owner == module.as_ptr() && !p.is_null();
+    // SAFETY: if `ours`, `module` exported `dmabuf`, and a module exports dma-bufs only through
+    // `DmaBuf::export` (this file makes the module's only `dma_buf_export` calls), whose `priv`
+    // is a `KBox<Header<U>>` for some exporter type `U` until `release`, which has not run (we
+    // hold a reference): the `tag` that `Header` starts with (`repr(C)`) can be read whatever
+    // `U` is.
+    let same_type = ours && unsafe { *p.cast::<TypeId>() } == TypeId::of::<T>();
+    let ret = if same_type {
+        // SAFETY: `U` is `T` (their tags are equal): `dmabuf` is a live dma-buf exported by
+        // `DmaBuf::export::<T>`, not released (we hold a reference).
+        let shared = unsafe { Vtable::<T>::shared(dmabuf) };
+        Some(f(&shared.data))
+    } else {
+        None
+    };
+    // SAFETY: the reference `dma_buf_get` took, put once.
+    unsafe { bindings::dma_buf_put(dmabuf) };
+    Ok(ret)
+}
+
 /// A new dma-buf, holding one reference to its file until [`DmaBuf::install`] moves it into an
 /// fd (or `Drop` puts it, which releases the dma-buf).
 ///
@@ -513,7 +560,14 @@ impl DmaBuf {
         } else {
             bindings::O_RDONLY
         };
-        let priv_ = shared.into_foreign();
+        let header = KBox::new(
+            Header {
+                tag: TypeId::of::<T>(),
+                shared,
+            },
+            GFP_KERNEL,
+        )?;
+        let priv_ = header.into_foreign();
         let info = bindings::dma_buf_export_info {
             exp_name: exp_name.as_char_ptr(),
             owner: module.as_ptr(),
@@ -533,7 +587,7 @@ impl DmaBuf {
             Err(e) => {
                 // SAFETY: the export failed, so `release` will never run: `priv_` is still the
                 // reference `into_foreign` made, taken back exactly once, here.
-                drop(unsafe { <Arc<Shared<T>> as ForeignOwnable>::from_foreign(priv_) });
+                drop(unsafe { <KBox<Header<T>> as ForeignOwnable>::from_foreign(priv_) });
                 Err(e)
             }
         }

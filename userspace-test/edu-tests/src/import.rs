@@ -1,7 +1,7 @@
 //! dma-buf import (`EDU_DMA_IOC_BUF_IMPORT`), in group `dmabuf`: a dma-buf of edu0 imported by
 //! edu1 (edu0 writes, edu1 reads by DMA, nobody copies), of the system DMA-BUF heap and of
 //! udmabuf (DMA into and out of them, checked through their own mmap with `DMA_BUF_IOCTL_SYNC`),
-//! errnos, free orders; in group `unbind`: unbind of the importing and of the exporting device.
+//! errnos, free orders, a dma-buf imported back into its own device (no second mapping); in group `unbind`: unbind of the importing and of the exporting device.
 //! Every byte is checked. Ownership is handed as the README says: the device that wrote syncs
 //! for the CPU (`BUF_SYNC` on its handle, or `SYNC START` where the exporter syncs its
 //! importers), the device that reads syncs for the device; with `swiotlb=force` a missing step
@@ -29,6 +29,7 @@ pub fn tests() -> Vec<Test> {
         test("import_errors", import_errors),
         test("import_free_order", import_free_order),
         test("import_queue", import_queue),
+        test("import_self", import_self),
     ]
 }
 
@@ -584,4 +585,106 @@ fn import_queue() -> TestResult {
         )?;
     }
     imp.free().ctx("BUF_FREE of the import")
+}
+
+/// DMA-API debug's live mappings of the device at PCI address `addr` (`dma-api/dump`); `None`
+/// where the kernel has no DMA-API debug.
+fn dma_api_mappings(addr: &str) -> Option<usize> {
+    let dump = std::fs::read_to_string("/sys/kernel/debug/dma-api/dump").ok()?;
+    Some(dump.lines().filter(|l| l.contains(addr)).count())
+}
+
+/// A dma-buf of edu0 imported back into edu0 (from the exporting file and from another file):
+/// the handle is edu0's buffer again (no second mapping of its pages: DMA-API debug counts the
+/// same mappings before and after), DMA through it and through the buffer sees the same bytes,
+/// partial `BUF_SYNC`s of either are the same ownership steps (DMA-API debug stays clean), it
+/// is an import (not exported again) and it outlives the exporting handle, file and fd.
+fn import_self() -> TestResult {
+    let pg = page();
+    let len = PAGES * pg;
+    let d0 = open(0)?;
+    let addr = d0.info().ctx("info")?.pci_address();
+    let buf = d0.alloc(len as u64, BufKind::Streaming).ctx("alloc")?;
+    let fd = buf.export().ctx("export")?;
+    let before = dma_api_mappings(&addr);
+    let imp = d0.import(fd.as_fd()).ctx("import into its own device")?;
+    let other = open(0)?;
+    let imp2 = other
+        .import(fd.as_fd())
+        .ctx("import into another file of edu0")?;
+    let after = dma_api_mappings(&addr);
+    // (Not the words the boot's kernel-log check looks for: this line goes to the console.)
+    diag(format!(
+        "dma-api/dump entries of {addr}: {before:?} before the imports, {after:?} after"
+    ));
+    ensure_eq(
+        after,
+        before,
+        "dma-api/dump entries of edu0 after two self-imports",
+    )?;
+    ensure_eq(imp.size(), len as u64, "import size")?;
+    // The device writes through the import across a page boundary; the buffer reads it, after
+    // partial syncs of the import (the device wrote: to the CPU and back to the device).
+    device_writes(
+        &imp,
+        pg as u64 - 700,
+        1500,
+        9500,
+        "device writes through the self-import",
+    )?;
+    imp.sync(pg as u64 - 700, 1500, SyncDir::ForCpu)
+        .ctx("partial BUF_SYNC of the import for the CPU")?;
+    imp.sync(pg as u64 - 700, 1500, SyncDir::ForDevice)
+        .ctx("partial BUF_SYNC of the import for the device")?;
+    buf.xfer(pg as u64 - 700, 0, 1500, Dir::ToDevice, 0)
+        .ctx("buffer -> window")?;
+    let mut win = vec![GUARD; 1500];
+    d0.read_window_into(&mut win, 0).ctx("read window")?;
+    check_pattern(&win, 9500, "the buffer reads what the self-import received")?;
+    // And the other way, through the other file's import, with partial syncs of the buffer.
+    d0.write_window_from(&pattern(2000, 9501), 0)
+        .ctx("window := pattern")?;
+    buf.xfer(2 * pg as u64 - 1000, 0, 2000, Dir::FromDevice, 0)
+        .ctx("window -> buffer")?;
+    buf.sync(2 * pg as u64 - 1000, 2000, SyncDir::ForCpu)
+        .ctx("partial BUF_SYNC of the buffer for the CPU")?;
+    buf.sync(2 * pg as u64 - 1000, 2000, SyncDir::ForDevice)
+        .ctx("partial BUF_SYNC of the buffer for the device")?;
+    device_reads(
+        &imp2,
+        2 * pg as u64 - 1000,
+        2000,
+        9501,
+        "the other file's self-import",
+    )?;
+    // Still an import: no mmap through the node, no export.
+    expect_errno(
+        d0.export(imp.handle(), 0).map(|_| ()),
+        libc::EINVAL,
+        "export of the self-import",
+    )?;
+    // It outlives the exporting handle, its file and the fd.
+    buf.free().ctx("free the exported buffer")?;
+    drop(fd);
+    device_writes(&imp2, 0, pg, 9502, "device writes after the buffer went")?;
+    device_reads(&imp, 0, pg, 9502, "device reads after the buffer went")?;
+    imp.free().ctx("free the self-import")?;
+    drop(d0);
+    device_reads(
+        &imp2,
+        0,
+        pg,
+        9502,
+        "the other file's import after the exporting file closed",
+    )?;
+    imp2.free().ctx("free the other file's self-import")?;
+    // The buffer's own mappings (one per page) went with its last reference, the imports'.
+    if let (Some(b), Some(g)) = (before, dma_api_mappings(&addr)) {
+        ensure(g + PAGES <= b, || {
+            format!(
+                "{g} dma-api/dump entries of edu0 left of {b}: the buffer's {PAGES} should be gone"
+            )
+        })?;
+    }
+    Ok(())
 }
