@@ -366,7 +366,7 @@ impl Engine {
         }
     }
 
-    /// The debugfs text of the gaps recorded since the last [`Engine::clear_gaps`]
+    /// The debugfs text of the gaps recorded since the last [`Engine::record_gaps`]
     /// (`crate::gaps::write_text`).
     pub(crate) fn write_gaps(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut kept = KVec::with_capacity(GAP_SAMPLES, GFP_KERNEL).map_err(|_| fmt::Error)?;
@@ -553,7 +553,7 @@ impl Engine {
             timeout_ms,
             hold,
         } = req;
-        // Built in the slot array itself (a slot is 144 bytes: not built aside and copied in).
+        // Built in the slot array itself (a slot is over 100 bytes: not built aside and copied in).
         // Cannot fail: the capacity was checked above (no allocation under the lock).
         let pushed = push_in_place(&mut fq.slots, || Slot {
             seq,
@@ -705,7 +705,7 @@ impl Engine {
         };
         // The request is over (the caller's memory is free to go). What its slot owns is taken
         // out, to be dropped outside the lock, and the slot emptied in place (not moved out: a
-        // slot is 144 bytes, and under `-icount` each byte a `memcpy` moves costs an
+        // slot is over 100 bytes, and under `-icount` each byte a `memcpy` moves costs an
         // instruction); the emptied slot array is kept for the next synchronous call.
         let owned = fq
             .as_mut()

@@ -4,9 +4,9 @@
 //! the vector's spare room.
 //!
 //! 7.2 gap: `KVec::push_within_capacity` takes the element by value, so a large element is built
-//! in a temporary and copied in (`memcpy`, which under `-icount` costs one instruction per byte:
-//! a 144-byte queue slot costs more than the rest of its submit). Upstream home: a
-//! `push_within_capacity_with(f)` of `kernel::alloc::KVec`.
+//! in a temporary and copied in (`memcpy`, which under `-icount` costs one instruction per byte;
+//! a queue slot is over 100 bytes). Upstream home: a `push_within_capacity_with(f)` of
+//! `kernel::alloc::KVec`.
 
 use kernel::prelude::*;
 
