@@ -134,15 +134,7 @@ impl Buffer {
     /// memory is the exporter's: nothing is charged to the device's budget.
     pub(crate) fn import(live: &Live<'_>, fd: i32, dma_bits: u32) -> Result<Arc<Self>> {
         let import = Import::new(live.dev, fd, dma_bits)?;
-        let buf = Self::build(
-            Kind::Imported,
-            import.size(),
-            None,
-            live.charge(0)?,
-            |inner| inner.import = Some(import),
-        )?;
-        live.track(buf.clone())?;
-        Ok(buf)
+        Self::imported(live, import.size(), |inner| inner.import = Some(import))
     }
 
     /// A buffer of the dma-buf of `fd` that this device exported itself from `target`
@@ -151,13 +143,13 @@ impl Buffer {
     /// page for one device would make each one's partial syncs ambiguous). Nothing is charged:
     /// `target` is.
     pub(crate) fn alias(live: &Live<'_>, target: Arc<Buffer>) -> Result<Arc<Self>> {
-        let buf = Self::build(
-            Kind::Imported,
-            target.size(),
-            None,
-            live.charge(0)?,
-            |inner| inner.alias = Some(target),
-        )?;
+        Self::imported(live, target.size(), |inner| inner.alias = Some(target))
+    }
+
+    /// An import of `size` bytes whose revocable part `init` fills in, charged nothing and
+    /// tracked for revocation at unbind.
+    fn imported(live: &Live<'_>, size: usize, init: impl FnOnce(&mut Inner)) -> Result<Arc<Self>> {
+        let buf = Self::build(Kind::Imported, size, None, live.charge(0)?, init)?;
         live.track(buf.clone())?;
         Ok(buf)
     }

@@ -163,6 +163,24 @@ struct Slot {
     cancelled: bool,
 }
 
+impl Slot {
+    /// Request `req`, sequence number `seq`, not started; `cmd`: the io_uring command it came as.
+    fn new(seq: u64, req: Request, cmd: Option<UringCmd>) -> Self {
+        Self {
+            seq,
+            cookie: req.cookie,
+            cmds: req.cmds,
+            timeout_ms: req.timeout_ms,
+            hold: req.hold,
+            next: 0,
+            done: 0,
+            status: None,
+            cmd,
+            cancelled: false,
+        }
+    }
+}
+
 /// The queue of one file: its slots, in submission order (in flight and completed alike).
 struct FileQueue {
     id: u64,
@@ -178,6 +196,20 @@ struct FileQueue {
     /// The fewest completions a reaper of this file waits for (0: none waits): `reap_cv` is
     /// signalled only once `ended` reaches it, not at every completion.
     reap_min: usize,
+}
+
+impl FileQueue {
+    /// An open queue `id` with `slots` (its capacity: the queue's depth), no eventfd, no reaper.
+    fn new(id: u64, slots: KVec<Slot>) -> Self {
+        Self {
+            id,
+            slots,
+            closing: false,
+            eventfd: None,
+            ended: 0,
+            reap_min: 0,
+        }
+    }
 }
 
 /// Ends request `slot` of the file with eventfd `eventfd` with `status`: one count on the eventfd,
@@ -467,30 +499,14 @@ impl Engine {
 
     /// The file's queue, created with room for `depth` requests; returns its id.
     pub(crate) fn attach(&self, depth: usize) -> Result<u64> {
+        let slots = KVec::with_capacity(depth, GFP_KERNEL)?;
         let mut st = self.state.lock();
-        let spare = if depth == 1 { st.spare.take() } else { None };
-        let slots = match spare {
-            Some(slots) => slots,
-            None => {
-                drop(st);
-                let slots = KVec::with_capacity(depth, GFP_KERNEL)?;
-                st = self.state.lock();
-                slots
-            }
-        };
         if st.closed {
             return Err(ENODEV);
         }
         let id = st.next_file;
         st.next_file += 1;
-        let fq = FileQueue {
-            id,
-            slots,
-            closing: false,
-            eventfd: None,
-            ended: 0,
-            reap_min: 0,
-        };
+        let fq = FileQueue::new(id, slots);
         // Under a spinlock: no sleeping allocation (and none at all once `files` has grown to
         // the most files that used the device at once).
         st.files.push(fq, GFP_ATOMIC)?;
@@ -547,26 +563,9 @@ impl Engine {
         if let Some(c) = &cmd {
             c.set_tag(seq);
         }
-        let Request {
-            cookie,
-            cmds,
-            timeout_ms,
-            hold,
-        } = req;
         // Built in the slot array itself (a slot is over 100 bytes: not built aside and copied in).
         // Cannot fail: the capacity was checked above (no allocation under the lock).
-        let pushed = push_in_place(&mut fq.slots, || Slot {
-            seq,
-            cookie,
-            cmds,
-            timeout_ms,
-            hold,
-            next: 0,
-            done: 0,
-            status: None,
-            cmd,
-            cancelled: false,
-        });
+        let pushed = push_in_place(&mut fq.slots, || Slot::new(seq, req, cmd));
         if let Err(make) = pushed {
             let mut slot = make();
             return Err((EAGAIN, slot.hold.take(), slot.cmd.take()));
@@ -577,14 +576,9 @@ impl Engine {
     }
 
     /// Attaches a synchronous call's one-slot queue (the spare one if there is one) holding a
-    /// request of `cmds`, and lets the engine start it, in one critical section, whose guard
-    /// comes back for the wait: the queue's file id. The slot and the queue are built in place.
-    fn attach_sync(
-        &self,
-        cmds: Cmds,
-        timeout_ms: u32,
-        bar: &Bar0,
-    ) -> (IrqSpinLockGuard<'_, State>, Result<u64>) {
+    /// request `req`, and lets the engine start it, in one critical section, whose guard comes
+    /// back for the wait: the queue's file id. The slot and the queue are built in place.
+    fn attach_sync(&self, req: Request, bar: &Bar0) -> (IrqSpinLockGuard<'_, State>, Result<u64>) {
         let mut st = self.state.lock();
         let mut slots = match st.spare.take() {
             Some(slots) => slots,
@@ -609,32 +603,14 @@ impl Engine {
             return (st, Err(e.into()));
         }
         let (id, seq) = (st.next_file, st.next_seq);
-        let slot = || Slot {
-            seq,
-            cookie: 0,
-            cmds,
-            timeout_ms,
-            hold: None,
-            next: 0,
-            done: 0,
-            status: None,
-            cmd: None,
-            cancelled: false,
-        };
+        let slot = || Slot::new(seq, req, None);
         // Neither push can fail: `slots` has room for one (a spare is empty), `files` was
         // reserved above.
         if push_in_place(&mut slots, slot).is_err() {
             st.spare = Some(slots);
             return (st, Err(ENOMEM));
         }
-        let queue = || FileQueue {
-            id,
-            slots,
-            closing: false,
-            eventfd: None,
-            ended: 0,
-            reap_min: 0,
-        };
+        let queue = || FileQueue::new(id, slots);
         if push_in_place(&mut st.files, queue).is_err() {
             return (st, Err(ENOMEM));
         }
@@ -654,7 +630,13 @@ impl Engine {
     /// Returns the bytes done (exact: commands that completed) and the result. The caller keeps
     /// the memory the commands name pinned and mapped until this returns.
     pub(crate) fn run_sync(&self, cmds: Cmds, timeout_ms: u32, bar: &Bar0) -> (usize, Result) {
-        let (mut st, attached) = self.attach_sync(cmds, timeout_ms, bar);
+        let req = Request {
+            cookie: 0,
+            cmds,
+            timeout_ms,
+            hold: None,
+        };
+        let (mut st, attached) = self.attach_sync(req, bar);
         let id = match attached {
             Ok(id) => id,
             Err(e) => return (0, Err(e)),
